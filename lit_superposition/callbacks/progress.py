@@ -1,0 +1,48 @@
+"""A rich progress bar that redraws every few steps rather than every step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import RichProgressBar
+from typing_extensions import override
+
+from lit_superposition.errors import ConfigError
+
+
+class StepProgressBar(RichProgressBar):
+    """:class:`~pytorch_lightning.callbacks.RichProgressBar` that updates every ``update_every_n_steps``.
+
+    A toy-model step takes about a millisecond; redrawing the bar and its metrics on every step
+    would cost a large fraction of that.
+
+    Args:
+        update_every_n_steps: Steps between updates of the bar and its metrics.
+        **kwargs: Passed to :class:`~pytorch_lightning.callbacks.RichProgressBar`.
+    """
+
+    def __init__(self, update_every_n_steps: int = 25, **kwargs: Any) -> None:
+        if update_every_n_steps < 1:
+            raise ConfigError(f"update_every_n_steps must be >= 1, got {update_every_n_steps}")
+        super().__init__(**kwargs)
+        self.update_every_n_steps = update_every_n_steps
+
+    @override
+    def _get_train_description(self, current_epoch: int) -> str:
+        # The stream is one endless epoch: "Epoch 0/-1" would say nothing.
+        return "train"
+
+    @override
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        last = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+        if last or (batch_idx + 1) % self.update_every_n_steps == 0:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)

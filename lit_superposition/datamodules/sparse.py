@@ -1,0 +1,128 @@
+"""The sparse feature stream: the loader yields step keys; the batch is drawn on the training device."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+from typing_extensions import override
+
+from lit_superposition.distributions import SpecLike, resolve_feature_probability
+from lit_superposition.errors import ConfigError
+
+InstanceData = Literal["shared", "independent"]
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def step_seed(data_seed: int, rank: int, step: int) -> int:
+    """The generator seed of one batch: a well-mixed function of ``(data_seed, rank, step)``.
+
+    Batch ``k`` is a pure function of these three numbers, which gives exact resume and distinct
+    data per DDP rank without ever storing or copying data.
+    """
+    return _splitmix64(_splitmix64(_splitmix64(data_seed) ^ rank) ^ step) >> 1  # manual_seed takes < 2**63
+
+
+class StepKeys(IterableDataset):
+    """An endless stream of integer step keys, starting at ``start``."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.count(self.start)
+
+
+class SparseFeatureDataModule(pl.LightningDataModule):
+    """Sparse features: feature ``f`` of instance ``i`` is 0 with probability ``1 - p[i, f]``, else Uniform[0, 1).
+
+    Args:
+        n_instances: Models trained side by side (linked to the model by the CLI).
+        n_features: Features per instance (linked to the model by the CLI).
+        feature_probability: ``p``: a scalar, per-feature list, matrix or spec (see ``distributions``).
+        batch_size: Samples per step and instance.
+        data_seed: Seeds the stream; batch ``k`` depends only on ``(data_seed, global_rank, k)``.
+        instance_data: ``"shared"``: one uniform draw per step serves every instance, each with its
+            own threshold, so instances with equal ``p`` see identical data. ``"independent"``: every
+            instance draws its own batch, as in ARENA.
+
+    Example::
+
+        data = SparseFeatureDataModule(n_instances=8, n_features=5, feature_probability=0.05)
+        x = data.make_batch(step=0)  # (n_instances, batch_size, n_features)
+    """
+
+    def __init__(
+        self,
+        n_instances: int,
+        n_features: int,
+        feature_probability: SpecLike = 0.05,
+        batch_size: int = 1024,
+        data_seed: int = 0,
+        instance_data: InstanceData = "shared",
+    ) -> None:
+        super().__init__()
+        for name, value in (("n_instances", n_instances), ("n_features", n_features), ("batch_size", batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if instance_data not in ("shared", "independent"):
+            raise ConfigError(f"instance_data must be 'shared' or 'independent', got {instance_data!r}")
+        self.n_instances, self.n_features = n_instances, n_features
+        self.batch_size, self.data_seed, self.instance_data = batch_size, data_seed, instance_data
+        self.feature_probability = resolve_feature_probability(feature_probability, n_instances, n_features)
+        self._on_device: dict[torch.device, tuple[Tensor, Tensor, torch.Generator]] = {}
+
+    def _device_state(self, device: torch.device) -> tuple[Tensor, Tensor, torch.Generator]:
+        if device not in self._on_device:
+            p = self.feature_probability.to(device).unsqueeze(1)  # (n_instances, 1, n_features)
+            self._on_device[device] = (p, p.reciprocal(), torch.Generator(device=device))
+        return self._on_device[device]
+
+    def make_batch(self, step: int, rank: int = 0, device: torch.device | str = "cpu") -> Tensor:
+        """Draw batch ``step`` of rank ``rank`` on ``device``.
+
+        One uniform draw gives both the mask and the magnitude: given ``u < p``, ``1 - u / p`` is
+        uniform on (0, 1]. That halves the random numbers the reference loop draws, and an active
+        feature is never exactly 0, so activity is observable as ``x > 0``.
+
+        Returns:
+            ``(n_instances, batch_size, n_features)`` features.
+        """
+        p, inv_p, generator = self._device_state(torch.device(device))
+        generator.manual_seed(step_seed(self.data_seed, rank, step))
+        n_draws = 1 if self.instance_data == "shared" else self.n_instances
+        u = torch.rand(n_draws, self.batch_size, self.n_features, device=p.device, generator=generator)
+        return torch.where(u < p, torch.addcmul(torch.ones_like(u), u, inv_p, value=-1.0), 0.0)
+
+    @override
+    def train_dataloader(self) -> DataLoader:
+        start = 0
+        if self.trainer is not None:
+            # Resume exactly: continue the key sequence where the restored run stopped.
+            start = self.trainer.global_step * self.trainer.accumulate_grad_batches
+        # The keys are plain ints: no worker, no collation, nothing copied to the device.
+        return DataLoader(StepKeys(start), batch_size=None, num_workers=0)
+
+    @override
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Tensor:
+        if self.trainer is None:
+            return self.make_batch(int(batch))
+        return self.make_batch(int(batch), rank=self.trainer.global_rank, device=self.trainer.strategy.root_device)
+
+
+# The loader yields ints by design: worker processes would only add cost.
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")

@@ -1,0 +1,108 @@
+"""LitToyModel: the ToyModel, its importance-weighted objective, and logging."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from typing_extensions import override
+
+from lit_superposition.distributions import SpecLike, resolve_importance
+from lit_superposition.errors import ConfigError
+from lit_superposition.model import ToyModel
+
+MAX_DEFAULT_LOGGED_INSTANCES = 32
+
+
+class LitToyModel(pl.LightningModule):
+    """Trains many ReLU-output toy models side by side.
+
+    The loss is ``Σ_i mean_{batch, f} importance[i, f] · (x - x')²``: mean over batch and features,
+    summed over instances, as in the Anthropic notebook and ARENA, so instances never interact.
+
+    Args:
+        n_instances: Models trained side by side (linked from the data section by the CLI).
+        n_features: Features per instance (linked from the data section by the CLI).
+        d_hidden: Hidden dimensions per instance.
+        importance: Per-feature weight of the loss: a scalar, per-feature list, matrix or spec.
+        init_seeds: A base seed (instance ``i`` gets ``base + i``) or one seed per instance.
+        logged_instances: Instances whose loss is logged as ``train_loss/instance_NNN``
+            (default: the first 32).
+
+    Attributes:
+        per_feature_loss: The latest ``(n_instances, n_features)`` per-feature loss, detached; the
+            surface that callbacks read.
+
+    Example::
+
+        module = LitToyModel(n_instances=8, n_features=5, d_hidden=2)
+        trainer = pl.Trainer(max_steps=1000)
+        trainer.fit(module, SparseFeatureDataModule(n_instances=8, n_features=5))
+    """
+
+    def __init__(
+        self,
+        n_instances: int,
+        n_features: int,
+        d_hidden: int = 2,
+        importance: SpecLike = 1.0,
+        init_seeds: int | list[int] = 0,
+        logged_instances: list[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        try:
+            self.model = ToyModel(n_instances, n_features, d_hidden, init_seeds)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        self.register_buffer("importance", resolve_importance(importance, n_instances, n_features), persistent=False)
+        self.logged_instances = self._validate_logged_instances(logged_instances, n_instances)
+        self.per_feature_loss: Tensor | None = None
+
+    @staticmethod
+    def _validate_logged_instances(logged_instances: Sequence[int] | None, n_instances: int) -> list[int]:
+        if logged_instances is None:
+            return list(range(min(n_instances, MAX_DEFAULT_LOGGED_INSTANCES)))
+        bad = [i for i in logged_instances if not 0 <= i < n_instances]
+        if bad:
+            raise ConfigError(f"logged_instances {bad} out of range: instances are 0..{n_instances - 1}")
+        return list(logged_instances)
+
+    @override
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def objective(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The loss and the per-feature loss of one batch.
+
+        Args:
+            x: ``(n_instances, batch, n_features)``.
+
+        Returns:
+            The scalar loss and the ``(n_instances, n_features)`` per-feature loss (importance-weighted,
+            averaged over the batch).
+        """
+        error = (x - self.model(x)).square()  # (n_instances, batch, n_features)
+        per_feature_loss = error.mean(dim=1) * self.importance  # (n_instances, n_features)
+        return per_feature_loss.mean(dim=1).sum(), per_feature_loss
+
+    @override
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        loss, per_feature_loss = self.objective(batch)
+        self.per_feature_loss = per_feature_loss.detach()
+        # self.log costs tens of microseconds a call, so log only on the steps the logger writes.
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch.shape[1])
+            per_instance = self.per_feature_loss.mean(dim=1)[self.logged_instances].tolist()  # syncs the device
+            self.log_dict(
+                {f"train_loss/instance_{i:03d}": value for i, value in zip(self.logged_instances, per_instance)},
+                batch_size=batch.shape[1],
+            )
+        return loss
+
+    @override
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # The Anthropic notebook's optimizer; LightningCLI's --optimizer/--lr_scheduler replace it.
+        return torch.optim.AdamW(self.parameters(), lr=1e-3)

@@ -1,0 +1,36 @@
+"""Shared helpers: run the installed ``lit-superposition`` command against this checkout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for the command: this checkout first on the path, quiet warnings."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONWARNINGS"] = "ignore"
+    return env
+
+
+def run_command(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``lit-superposition ARGS`` as a real subprocess of the installed console script."""
+    script = Path(sys.executable).with_name("lit-superposition")
+    command = [str(script)] if script.exists() else ["lit-superposition"]
+    return subprocess.run(
+        [*command, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty directory outside the repository, so ``runs/`` lands there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,81 @@
+import pytest
+import torch
+from scipy import stats
+
+from lit_superposition.datamodules import SparseFeatureDataModule, StepKeys, step_seed
+from lit_superposition.errors import ConfigError
+
+P = [[0.05, 0.2, 0.5, 1.0], [0.3, 0.05, 0.1, 0.7], [0.05, 0.2, 0.5, 1.0]]
+
+
+def _stack(data, steps, rank=0):
+    return torch.cat([data.make_batch(step, rank=rank) for step in range(steps)], dim=1)
+
+
+@pytest.mark.parametrize("instance_data", ["shared", "independent"])
+def test_activity_frequency_within_three_standard_errors(instance_data):
+    data = SparseFeatureDataModule(3, 4, feature_probability=P, batch_size=4096, instance_data=instance_data)
+    x = _stack(data, 10)  # (3, 40960, 4)
+    n = x.shape[1]
+    p = torch.tensor(P)
+    frequency = (x > 0).float().mean(dim=1)
+    standard_error = (p * (1 - p) / n).sqrt().clamp_min(1e-12)
+    assert ((frequency - p).abs() <= 3 * standard_error + 1e-6).all(), (frequency, p)
+
+
+@pytest.mark.parametrize("instance_data", ["shared", "independent"])
+def test_active_values_are_uniform_by_ks_test(instance_data):
+    data = SparseFeatureDataModule(3, 4, feature_probability=P, batch_size=4096, instance_data=instance_data)
+    x = _stack(data, 5)
+    for i in range(3):
+        for f in range(4):
+            active = x[i, :, f][x[i, :, f] > 0].double().numpy()
+            assert stats.kstest(active, "uniform").pvalue > 1e-3, (i, f)
+            assert active.min() > 0.0 and active.max() <= 1.0
+
+
+def test_shared_mode_one_draw_serves_every_instance():
+    data = SparseFeatureDataModule(3, 4, feature_probability=P, batch_size=2048, instance_data="shared")
+    x = data.make_batch(step=7)
+    assert torch.equal(x[0], x[2])  # equal p, same data
+    # Each instance thresholds the same uniform: a feature active at p = 0.05 is active at p = 0.3.
+    assert ((x[0, :, 0] > 0) <= (x[1, :, 0] > 0)).all()
+
+
+def test_independent_mode_draws_per_instance():
+    data = SparseFeatureDataModule(3, 4, feature_probability=P, batch_size=2048, instance_data="independent")
+    x = data.make_batch(step=7)
+    assert not torch.equal(x[0], x[2])
+
+
+def test_batches_are_pure_functions_of_seed_rank_and_step():
+    data = SparseFeatureDataModule(2, 5, feature_probability=0.3, batch_size=256, data_seed=3)
+    again = SparseFeatureDataModule(2, 5, feature_probability=0.3, batch_size=256, data_seed=3)
+    assert torch.equal(data.make_batch(5, rank=1), again.make_batch(5, rank=1))
+    assert not torch.equal(data.make_batch(5, rank=0), data.make_batch(5, rank=1))
+    assert not torch.equal(data.make_batch(5), data.make_batch(6))
+    other_seed = SparseFeatureDataModule(2, 5, feature_probability=0.3, batch_size=256, data_seed=4)
+    assert not torch.equal(data.make_batch(5), other_seed.make_batch(5))
+    seeds = {step_seed(s, r, k) for s in range(3) for r in range(3) for k in range(50)}
+    assert len(seeds) == 450 and max(seeds) < 2**63
+
+
+def test_loader_yields_only_step_keys():
+    data = SparseFeatureDataModule(2, 5)
+    keys = iter(data.train_dataloader())
+    assert [next(keys) for _ in range(3)] == [0, 1, 2]
+    assert list(zip(range(2), StepKeys(start=40))) == [(0, 40), (1, 41)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"feature_probability": 1.5}, "feature_probability must be in (0, 1]"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"instance_data": "mixed"}, "instance_data must be 'shared' or 'independent'"),
+    ],
+)
+def test_bad_settings_raise(kwargs, message):
+    with pytest.raises(ConfigError) as error:
+        SparseFeatureDataModule(2, 5, **kwargs)
+    assert message in str(error.value)

@@ -1,0 +1,47 @@
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from lit_superposition import LitToyModel, SparseFeatureDataModule
+from lit_superposition.distributions import GeometricDecay
+from lit_superposition.errors import ConfigError
+
+
+def test_loss_is_importance_weighted_mean_summed_over_instances():
+    module = LitToyModel(n_instances=3, n_features=4, d_hidden=2, importance=GeometricDecay(0.5))
+    x = torch.rand(3, 16, 4)
+    loss, per_feature = module.objective(x)
+    x_hat = module.model(x)
+    importance = 0.5 ** torch.arange(4.0)
+    expected_per_feature = (importance * (x - x_hat) ** 2).mean(dim=1)
+    torch.testing.assert_close(per_feature, expected_per_feature)
+    torch.testing.assert_close(loss, sum((importance * (x[i] - x_hat[i]) ** 2).mean() for i in range(3)))
+
+
+def _fit(steps=30, data_seed=0, init_seeds=0, **trainer_kwargs):
+    module = LitToyModel(n_instances=4, n_features=5, d_hidden=2, init_seeds=init_seeds)
+    data = SparseFeatureDataModule(n_instances=4, n_features=5, feature_probability=0.1, batch_size=64, data_seed=data_seed)
+    trainer = pl.Trainer(
+        max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, **trainer_kwargs,
+    )
+    trainer.fit(module, data)
+    return module
+
+
+def test_same_seeds_give_bitwise_identical_weights_and_others_differ():
+    first, second = _fit(), _fit()
+    assert torch.equal(first.model.W, second.model.W) and torch.equal(first.model.b, second.model.b)
+    assert not torch.equal(first.model.W, _fit(data_seed=1).model.W)
+    assert not torch.equal(first.model.W, _fit(init_seeds=100).model.W)
+
+
+def test_per_feature_loss_is_exposed_after_a_step():
+    module = _fit(steps=2)
+    assert module.per_feature_loss.shape == (4, 5)
+    assert not module.per_feature_loss.requires_grad
+
+
+def test_logged_instances_are_validated():
+    with pytest.raises(ConfigError, match="out of range"):
+        LitToyModel(n_instances=2, n_features=5, logged_instances=[0, 5])
