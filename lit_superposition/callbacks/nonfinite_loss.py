@@ -18,6 +18,8 @@ MAX_LISTED_INSTANCES = 10
 
 def _instances(indices: Tensor, n_instances: int) -> str:
     listed = indices.tolist()
+    if len(listed) == n_instances > 1:
+        return f"all {n_instances} instances"
     text = ", ".join(str(i) for i in listed[:MAX_LISTED_INSTANCES])
     if len(listed) > MAX_LISTED_INSTANCES:
         text += f", ... ({len(listed)} in all)"
