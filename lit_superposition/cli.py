@@ -165,7 +165,11 @@ class LitSuperpositionCLI(LightningCLI):
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(GracefulStop, "interrupt")
         parser.add_lightning_class_args(NonFiniteLossStop, "nonfinite_loss")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000})
+        # A resumed run writes into the run it continues: last.ckpt is overwritten, never versioned.
+        parser.set_defaults({
+            "checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000,
+            "checkpoint.enable_version_counter": False,
+        })
         # An explicit default optimizer, so that `--optimizer.lr` and `--lr_scheduler` work alone
         # (LightningCLI silently ignores a scheduler when no optimizer is given).
         parser.add_optimizer_args((Optimizer,))
