@@ -19,7 +19,6 @@ from pytorch_lightning.callbacks import Callback, ProgressBar
 from pytorch_lightning.cli import (
     LightningArgumentParser,
     LightningCLI,
-    LRSchedulerTypeTuple,
     LRSchedulerTypeUnion,
     instantiate_class,
 )
@@ -142,7 +141,10 @@ def explain_argument_error(message: str) -> str:
         allowed = _type_name(expected[-1]) if expected else ""
     if "is not accepted" in text:
         option = re.search(r"Option '(\w+)' is not accepted", text)
-        return f"{key}: option {option.group(1) if option else '?'!r} is not accepted by the chosen class"
+        name = option.group(1) if option else "?"
+        if key == "optimizer":
+            return f"optimizer.{name}: choose the optimizer first, e.g. --optimizer AdamW --optimizer.{name} ..."
+        return f"{key}: option {name!r} is not accepted by the chosen class"
     if value is None:
         return _one_line(text)
     if nested := re.fullmatch(r"NestedArg\(key='(\w+)', val='(.*)'\)", value):
@@ -170,11 +172,6 @@ class LitSuperpositionCLI(LightningCLI):
             "checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000,
             "checkpoint.enable_version_counter": False,
         })
-        # An explicit default optimizer, so that `--optimizer.lr` and `--lr_scheduler` work alone
-        # (LightningCLI silently ignores a scheduler when no optimizer is given).
-        parser.add_optimizer_args((Optimizer,))
-        parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
-        parser.set_defaults({"optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}}})
 
     @override
     def before_instantiate_classes(self) -> None:
@@ -231,11 +228,18 @@ class LitSuperpositionCLI(LightningCLI):
 
     @override
     def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
-        # Name the setting at fault: torch's own messages ("Invalid learning rate: -1.0") do not.
-        try:
-            instantiate_class(self.model.parameters(), self._get(self.config_init, "optimizer"))
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"optimizer: {error}") from None
+        config = self.config_init.get(str(self.subcommand), self.config_init)
+        if not config.get("optimizer") and config.get("lr_scheduler"):
+            # LightningCLI would silently drop a scheduler given without an optimizer: give it
+            # LitToyModel's default optimizer instead. (Not a parser default: jsonargparse would carry
+            # AdamW's weight_decay over to `--optimizer SGD`.)
+            config["optimizer"] = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}}
+        if config.get("optimizer"):
+            # Name the setting at fault: torch's own messages ("Invalid learning rate: -1.0") do not.
+            try:
+                instantiate_class(self.model.parameters(), config["optimizer"])
+            except (ValueError, TypeError) as error:
+                raise ConfigError(f"optimizer: {error}") from None
         # Replacing LitToyModel's default AdamW is what --optimizer is for: no warning needed.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*configure_optimizers` will be overridden.*")
@@ -253,6 +257,8 @@ class LitSuperpositionCLI(LightningCLI):
             return optimizer
         if isinstance(lr_scheduler, WarmupDecay) and lr_scheduler.total_steps is None:
             max_steps = lightning_module.trainer.max_steps
+            if max_steps <= 0 and lr_scheduler.decay != "constant":
+                raise ConfigError(f"lr_scheduler.decay={lr_scheduler.decay!r} needs trainer.max_steps > 0, got {max_steps}")
             if 0 < max_steps <= lr_scheduler.warmup_steps and lr_scheduler.decay != "constant":
                 raise ConfigError(
                     f"lr_scheduler.warmup_steps ({lr_scheduler.warmup_steps}) must be below trainer.max_steps ({max_steps})"

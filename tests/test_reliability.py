@@ -77,7 +77,7 @@ def test_same_config_and_seeds_give_bitwise_identical_runs(tmp_path, monkeypatch
 
 def test_lr_1e6_stops_with_one_line_naming_step_and_instances(tmp_path):
     result = run_command(
-        "fit", "--config", "pentagon.yaml", "--optimizer.lr=1e6", "--trainer.max_steps=300",
+        "fit", "--config", "pentagon.yaml", "--optimizer=AdamW", "--optimizer.lr=1e6", "--trainer.max_steps=300",
         "--checkpoint.every_n_train_steps=1", cwd=tmp_path,
     )
     assert result.returncode == 1, result.stderr[-2000:]
