@@ -181,7 +181,16 @@ class LitSuperpositionCLI(LightningCLI):
             every = trainer.get("log_every_n_steps")
             if every is not None and every < 1:
                 raise ConfigError(f"trainer.log_every_n_steps must be >= 1, got {every}")
+        _check_schedule(config)
         if self._checkpoint is not None:
+            # Checked here, before the Trainer exists, so that bad input stays one line on stderr.
+            data, model = config.get("data"), config.get("model")
+            if data is not None and model is not None and isinstance(model.get("d_hidden"), int):
+                shapes = {
+                    "model.W": (data.n_instances, model.d_hidden, data.n_features),
+                    "model.b": (data.n_instances, data.n_features),
+                }
+                check_checkpoint_shapes(self._checkpoint, shapes, config.ckpt_path)
             _resume_in_run_directory(config, Path(config.ckpt_path), self._checkpoint["global_step"])
 
     @override
@@ -283,17 +292,39 @@ def load_checkpoint(path: str) -> dict[str, Any]:
     return checkpoint
 
 
-def check_checkpoint_shapes(checkpoint: dict[str, Any], state_dict: dict[str, torch.Tensor], path: str) -> None:
-    """Raise a one-line :class:`ConfigError` when the checkpoint's tensors do not fit the configured model."""
+def check_checkpoint_shapes(checkpoint: dict[str, Any], shapes: dict[str, Any], path: str) -> None:
+    """Raise a one-line :class:`ConfigError` when the checkpoint's tensors do not have the configured shapes.
+
+    Args:
+        checkpoint: The loaded checkpoint.
+        shapes: Expected shape (a tuple or a tensor of that shape) by state-dict name.
+        path: The ``ckpt_path`` value, for the message.
+    """
     saved = checkpoint["state_dict"]
-    for name, tensor in state_dict.items():
+    for name, expected in shapes.items():
+        expected = tuple(expected.shape) if isinstance(expected, torch.Tensor) else tuple(expected)
         if name not in saved:
             raise ConfigError(f"ckpt_path {path!r} does not match the config: it has no {name}")
-        if tuple(saved[name].shape) != tuple(tensor.shape):
+        if tuple(saved[name].shape) != expected:
             raise ConfigError(
                 f"ckpt_path {path!r} does not match the config: {name} has shape {tuple(saved[name].shape)} in the "
-                f"checkpoint but {tuple(tensor.shape)} in the config (resume with the run's config.yaml)"
+                f"checkpoint but {expected} in the config (resume with the run's config.yaml)"
             )
+
+
+def _check_schedule(config: Any) -> None:
+    """A decaying WarmupDecay must end after its warmup, within trainer.max_steps (checked before any file is written)."""
+    schedule, trainer = config.get("lr_scheduler"), config.get("trainer")
+    if schedule is None or trainer is None or not str(getattr(schedule, "class_path", "")).endswith("WarmupDecay"):
+        return
+    args, max_steps = schedule.get("init_args") or {}, trainer.get("max_steps")
+    decay, warmup, total = args.get("decay", "constant"), args.get("warmup_steps", 0), args.get("total_steps")
+    if decay == "constant" or total is not None or not isinstance(max_steps, int) or not isinstance(warmup, int):
+        return
+    if max_steps <= 0:
+        raise ConfigError(f"lr_scheduler.decay={decay!r} needs trainer.max_steps > 0, got {max_steps}")
+    if max_steps <= warmup:
+        raise ConfigError(f"lr_scheduler.warmup_steps ({warmup}) must be below trainer.max_steps ({max_steps})")
 
 
 def _resume_in_run_directory(config: Any, ckpt_path: Path, global_step: int) -> None:
