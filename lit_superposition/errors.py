@@ -3,3 +3,7 @@
 
 class ConfigError(ValueError):
     """A setting is invalid. The message names the setting, the value and what is allowed."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training diverged: the loss (or the weights) became NaN or infinite. The message names the step and instances."""

@@ -54,7 +54,8 @@ class WarmupDecay(LambdaLR):
         if self.decay == "constant":
             return 1.0
         if self.total_steps is None:
-            raise ConfigError("WarmupDecay needs total_steps (or trainer.max_steps > 0) for a decaying schedule")
+            # Only while LambdaLR's constructor evaluates step 0: the CLI fills in total_steps next.
+            return 1.0
         progress = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
         shape = 1.0 - progress if self.decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.final_lr_ratio + (1.0 - self.final_lr_ratio) * shape

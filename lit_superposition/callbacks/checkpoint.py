@@ -1,0 +1,33 @@
+"""ModelCheckpoint that always leaves ``last.ckpt`` at the step where training stopped."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from typing_extensions import override
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """:class:`~pytorch_lightning.callbacks.ModelCheckpoint` whose ``last.ckpt`` is the state where fit stopped.
+
+    Lightning writes ``last.ckpt`` only together with a periodic checkpoint, so a run of 1500 steps
+    that saves every 1000 ends with a ``last.ckpt`` of step 1000. This one also writes it when
+    training ends for any other reason: ``max_steps`` reached, or a clean stop after Ctrl-C or
+    SIGTERM (see :class:`~lit_superposition.callbacks.GracefulStop`). A run that diverges never gets
+    here: :class:`~lit_superposition.callbacks.NonFiniteLossStop` refuses to save non-finite weights,
+    so ``last.ckpt`` stays the last good state.
+
+    Args:
+        **kwargs: Passed to :class:`~pytorch_lightning.callbacks.ModelCheckpoint`; the CLI sets
+            ``save_last=True`` and ``every_n_train_steps=1000``.
+
+    Example::
+
+        trainer = pl.Trainer(max_steps=1500, callbacks=[RunCheckpoint(save_last=True, every_n_train_steps=1000)])
+    """
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        super().on_train_end(trainer, pl_module)

@@ -1,0 +1,117 @@
+"""Every kind of bad input: exit code 2, one line naming the setting, no traceback, no run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from lit_superposition.cli import main
+from lit_superposition.errors import ConfigError
+from tests.conftest import run_command
+
+BASE = ["fit", "--config", "pentagon.yaml", "--trainer.max_steps=3", "--trainer.enable_progress_bar=false"]
+
+
+def _write_inputs(folder: Path) -> None:
+    (folder / "malformed.yaml").write_text("data: {n_instances: 2, n_features: 5\nmodel: [1, 2\n")
+    (folder / "unknown_key.yaml").write_text("data:\n  n_instances: 2\n  n_features: 5\n  bogus: 3\n")
+    (folder / "a_list.yaml").write_text("- 1\n- 2\n")
+    (folder / "not_a_checkpoint.ckpt").write_text("hello")
+    torch.save({"something": 1}, folder / "foreign.ckpt")
+    # A checkpoint of 5 features, to be resumed with 6.
+    torch.save({"global_step": 3, "state_dict": {"model.W": torch.zeros(8, 2, 5), "model.b": torch.zeros(8, 5)}},
+               folder / "five_features.ckpt")
+
+
+# (extra arguments, text the one line must contain)
+CASES = [
+    (["--data.n_instances=abc"], "data.n_instances: invalid value abc; expected int"),
+    (["--data.n_instances=2.5"], "data.n_instances: invalid value 2.5; expected int"),
+    (["--data.n_instances=0"], "n_instances must be a positive integer, got 0"),
+    (["--data.n_features=-1"], "n_features must be a positive integer, got -1"),
+    (["--data.batch_size=0"], "batch_size must be a positive integer, got 0"),
+    (["--data.data_seed=abc"], "data.data_seed: invalid value abc; expected int"),
+    (["--data.instance_data=both"], "data.instance_data: invalid value both; expected one of 'shared', 'independent'"),
+    (["--data.feature_probability=abc"], "data.feature_probability: invalid value abc; expected float or list[float]"),
+    (["--data.feature_probability=0"], "feature_probability must be in (0, 1], got 0"),
+    (["--data.feature_probability=[[0.1,0.2]]"], "feature_probability matrix has shape (1, 2), expected"),
+    (["--model.d_hidden=0"], "d_hidden must be a positive integer, got 0"),
+    (["--model.init_seeds=[1,2]"], "init_seeds has 2 seeds, expected one per instance (8)"),
+    (["--model.importance=inf"], "model.importance: invalid value inf"),
+    (["--model.logged_instances=[99]"], "logged_instances [99] out of range"),
+    (["--model.bogus=1"], "unrecognized arguments: --model.bogus=1"),
+    (["--trainer.max_steps=-5"], "`max_steps` must be a non-negative integer or -1"),
+    (["--trainer.max_steps=abc"], "trainer.max_steps: invalid value abc; expected int"),
+    (["--trainer.log_every_n_steps=0"], "trainer.log_every_n_steps must be >= 1, got 0"),
+    (["--trainer.accelerator=tpux"], "invalid accelerator name"),
+    (["--trainer.precision=7"], "trainer.precision: invalid value 7"),
+    (["--checkpoint.every_n_train_steps=-1"], "every_n_train_steps=-1. Must be >= 0"),
+    (["--checkpoint.save_top_k=-5"], "save_top_k=-5. Must be >= -1"),
+    (["--progress_bar.update_every_n_steps=0"], "update_every_n_steps must be >= 1, got 0"),
+    (["--nonfinite_loss.check_every_n_steps=0"], "check_every_n_steps must be a positive integer"),
+    (["--optimizer=NoSuchOptimizer"], "optimizer: invalid value NoSuchOptimizer"),
+    (["--optimizer=SGD", "--optimizer.lr=-1"], "optimizer: Invalid learning rate: -1.0"),
+    (["--optimizer.lr=0.1"], "optimizer.lr: choose the optimizer first"),
+    (["--lr_scheduler=WarmupDecay", "--lr_scheduler.decay=exp"], "lr_scheduler.decay: invalid value exp; expected one of"),
+    (["--lr_scheduler=WarmupDecay", "--lr_scheduler.warmup_steps=-1"], "lr_scheduler: warmup_steps must be >= 0, got -1"),
+    (["--lr_scheduler=WarmupDecay", "--lr_scheduler.decay=linear", "--lr_scheduler.warmup_steps=50"],
+     "lr_scheduler.warmup_steps (50) must be below trainer.max_steps (3)"),
+    (["--seed_everything=abc"], "seed_everything: invalid value abc; expected bool or int"),
+    (["--config=malformed.yaml"], "Problems parsing config"),
+    (["--config=unknown_key.yaml"], "does not accept option 'data.bogus'"),
+    (["--config=a_list.yaml"], "Unexpected config"),
+    (["--config=missing.yaml"], "config 'missing.yaml' not found"),
+    (["--ckpt_path=missing.ckpt"], "ckpt_path 'missing.ckpt' not found"),
+    (["--ckpt_path=not_a_checkpoint.ckpt"], "is not a readable checkpoint"),
+    (["--ckpt_path=foreign.ckpt"], "is not a Lightning checkpoint"),
+    (["--ckpt_path=five_features.ckpt", "--data.n_features=6"],
+     "model.W has shape (8, 2, 5) in the checkpoint but (8, 2, 6) in the config"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), CASES, ids=[" ".join(extra)[:60] for extra, _ in CASES])
+def test_bad_input_in_process(in_tmp, capsys, extra, message):
+    _write_inputs(in_tmp)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*BASE, *extra])
+    assert exit_info.value.code == 2
+    stderr = capsys.readouterr().err
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("lit-superposition: error: ") and message in lines[0], lines[0]
+    assert "Traceback" not in stderr
+    assert not (in_tmp / "runs").exists()
+
+
+# The real installed command, for a representative few (each costs a Python start-up).
+COMMAND_CASES = [CASES[0], CASES[17], CASES[31], CASES[35], CASES[38]]
+
+
+@pytest.mark.parametrize(("extra", "message"), COMMAND_CASES, ids=[" ".join(e)[:60] for e, _ in COMMAND_CASES])
+def test_bad_input_through_the_installed_command(tmp_path, extra, message):
+    _write_inputs(tmp_path)
+    result = run_command(*BASE, *extra, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+class FailsInSetup(Callback):
+    """Bad input that only shows once fit has begun, after the run directory was created."""
+
+    def setup(self, trainer, pl_module, stage):
+        (Path(trainer.log_dir) / "half_written.txt").write_text("x")
+        raise ConfigError("fails_in_setup: bad value 3, expected 4")
+
+
+def test_bad_input_found_during_fit_leaves_no_run_directory(in_tmp, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*BASE, "--trainer.callbacks+=tests.test_cli_validation.FailsInSetup"])
+    assert exit_info.value.code == 2
+    assert "fails_in_setup: bad value 3" in capsys.readouterr().err
+    assert not (in_tmp / "runs").exists()

@@ -1,0 +1,171 @@
+"""Exact resume, interrupts, divergence, determinism and multi-process training, through the CLI."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lit_superposition.cli import build_cli
+from lit_superposition.datamodules import SparseFeatureDataModule
+from lit_superposition.model import ToyModel
+from tests.conftest import cli_env, run_command
+
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return _load(path)["state_dict"]
+
+
+def _assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_resume_from_a_checkpoint_is_bitwise_exact(in_tmp):
+    # Adam's moments, the cosine schedule and the data stream must all continue where they stopped.
+    args = [
+        "fit", "--config", "pentagon.yaml", *QUIET, "--trainer.max_steps=250", "--trainer.log_every_n_steps=10",
+        "--checkpoint.every_n_train_steps=100", "--checkpoint.save_top_k=-1",
+        "--lr_scheduler", "WarmupDecay", "--lr_scheduler.decay=cosine", "--lr_scheduler.warmup_steps=20",
+    ]
+    build_cli(args)
+    run = in_tmp / "runs" / "pentagon" / "version_0"
+    checkpoints = run / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch=0-step=100.ckpt", "epoch=0-step=200.ckpt", "last.ckpt"]
+    straight = _load(checkpoints / "last.ckpt")
+    assert straight["global_step"] == 250  # last.ckpt is where the run ended, not the last periodic save
+
+    cli = build_cli([*args, "--ckpt_path", str(checkpoints / "epoch=0-step=100.ckpt")])
+    assert cli.trainer.global_step == 250
+    resumed = _load(checkpoints / "last.ckpt")
+    _assert_bitwise_equal(straight["state_dict"], resumed["state_dict"])
+    for a, b in zip(straight["optimizer_states"][0]["state"].values(), resumed["optimizer_states"][0]["state"].values()):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight["lr_schedulers"] == resumed["lr_schedulers"]
+    # One run, one directory: the resumed run logs into the run it continues.
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+
+
+def test_same_config_and_seeds_give_bitwise_identical_runs(tmp_path, monkeypatch):
+    def run(folder, *extra):
+        monkeypatch.chdir(folder)
+        build_cli(["fit", "--config", "pentagon.yaml", *QUIET, "--trainer.max_steps=60", *extra])
+        return _weights(folder / "runs" / "pentagon" / "version_0" / "checkpoints" / "last.ckpt")
+
+    folders = [tmp_path / name for name in ("a", "b", "c", "d")]
+    for folder in folders:
+        folder.mkdir()
+    first, second = run(folders[0]), run(folders[1])
+    _assert_bitwise_equal(first, second)
+    assert not torch.equal(first["model.W"], run(folders[2], "--data.data_seed=1")["model.W"])
+    other_init = run(folders[3], "--model.init_seeds=100")
+    assert not torch.equal(first["model.W"], other_init["model.W"])
+
+
+def test_lr_1e6_stops_with_one_line_naming_step_and_instances(tmp_path):
+    result = run_command(
+        "fit", "--config", "pentagon.yaml", "--optimizer=AdamW", "--optimizer.lr=1e6", "--trainer.max_steps=300",
+        "--checkpoint.every_n_train_steps=1", cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("lit-superposition")]
+    assert len(lines) == 1, result.stderr
+    assert "non-finite loss (NaN or inf) at step " in lines[0] and "instances" in lines[0]
+    bad_step = int(lines[0].split("at step ")[1].split()[0])
+    last = _load(tmp_path / "runs" / "pentagon" / "version_0" / "checkpoints" / "last.ckpt")
+    assert last["global_step"] <= bad_step  # the weights before the bad step, never after
+    assert all(t.isfinite().all() for t in last["state_dict"].values())
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"the command ended early: {proc.communicate()[1][-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("timed out waiting for the run to start")
+        time.sleep(0.2)
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).with_name("lit-superposition")
+    return [str(script)] if script.exists() else ["lit-superposition"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_fit_leaves_last_ckpt_and_events_and_the_run_resumes(tmp_path, signum):
+    run = tmp_path / "runs" / "pentagon" / "version_0"
+    proc = subprocess.Popen(
+        [*_command(), "fit", "--config", "pentagon.yaml", "--trainer.max_steps=1000000", "--trainer.log_every_n_steps=5",
+         "--checkpoint.every_n_train_steps=20", "--trainer.enable_progress_bar=false"],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    _wait_for(lambda: (run / "checkpoints" / "last.ckpt").is_file(), proc)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signum, stderr[-2000:]
+    assert "Traceback" not in stderr
+    line = next(line for line in stderr.splitlines() if line.startswith("lit-superposition"))
+    assert f"stopped by {signal.Signals(signum).name} after step" in line and "--ckpt_path" in line
+    stopped = int(line.split("after step ")[1].split(";")[0])
+    last = run / "checkpoints" / "last.ckpt"
+    assert _load(last)["global_step"] == stopped >= 20
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert "train/loss" in events.Tags()["scalars"]
+
+    if signum == signal.SIGTERM:  # restart from what the interrupted run left
+        result = run_command(
+            "fit", "--config", "pentagon.yaml", f"--trainer.max_steps={stopped + 10}", "--ckpt_path", str(last), cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert _load(last)["global_step"] == stopped + 10
+
+
+def _reference_ddp_weights(steps: int, lr: float) -> dict[str, torch.Tensor]:
+    """Two ranks' gradients averaged every step, in a plain PyTorch loop: what DDP must compute."""
+    model = ToyModel(n_instances=8, n_features=5, d_hidden=2, init_seeds=0)
+    data = SparseFeatureDataModule(n_instances=8, n_features=5, feature_probability=0.05, batch_size=64)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    for step in range(steps):
+        loss = sum(((x - model(x)).square().mean(dim=(1, 2)).sum()) for x in (data.make_batch(step, rank) for rank in (0, 1)))
+        optimizer.zero_grad()
+        (loss / 2).backward()
+        optimizer.step()
+    return {"model.W": model.W.detach(), "model.b": model.b.detach()}
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_syncs_gradients_over_distinct_data(tmp_path):
+    steps, lr = 20, 0.5
+    result = run_command(
+        "fit", "--config", "pentagon.yaml", "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
+        f"--trainer.max_steps={steps}", "--data.batch_size=64", "--optimizer=SGD", f"--optimizer.lr={lr}",
+        "--trainer.log_every_n_steps=5", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = tmp_path / "runs" / "pentagon"
+    assert sorted(p.name for p in runs.iterdir()) == ["version_0"]  # only rank 0 writes
+    assert len(list((runs / "version_0").glob("events.out.tfevents.*"))) == 1
+    weights = _weights(runs / "version_0" / "checkpoints" / "last.ckpt")
+    expected = _reference_ddp_weights(steps, lr)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(weights[name], tensor, rtol=1e-5, atol=1e-6)
+    # Rank 0's data alone gives other weights: the ranks drew distinct batches.
+    single = ToyModel(8, 5, 2, 0)
+    assert not torch.allclose(weights["model.W"], single.W.detach())
