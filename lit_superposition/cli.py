@@ -162,6 +162,7 @@ class LitSuperpositionCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.n_instances", "model.n_instances")
         parser.link_arguments("data.n_features", "model.n_features")
+        parser.link_arguments("data.repeats", "model.repeats")
         # Forced callbacks: always on, configurable as `progress_bar.*`, `checkpoint.*`, ...
         parser.add_lightning_class_args(StepProgressBar, "progress_bar")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")

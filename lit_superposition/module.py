@@ -30,6 +30,9 @@ class LitToyModel(pl.LightningModule):
         init_seeds: A base seed (instance ``i`` gets ``base + i``) or one seed per instance.
         logged_instances: Instances whose loss is logged as ``train_loss/instance_NNN``
             (default: the first 32).
+        repeats: Instances per setting (linked from the data section by the CLI): instance ``i`` is
+            setting ``i // repeats``, repeat ``i % repeats``; a per-instance ``importance`` gives one
+            row per setting. Init seeds stay distinct per instance.
 
     Attributes:
         per_feature_loss: The latest ``(n_instances, n_features)`` per-feature loss, detached; the
@@ -50,6 +53,7 @@ class LitToyModel(pl.LightningModule):
         importance: SpecLike = 1.0,
         init_seeds: int | list[int] = 0,
         logged_instances: list[int] | None = None,
+        repeats: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -57,7 +61,9 @@ class LitToyModel(pl.LightningModule):
             self.model = ToyModel(n_instances, n_features, d_hidden, init_seeds)
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        self.register_buffer("importance", resolve_importance(importance, n_instances, n_features), persistent=False)
+        self.repeats = repeats
+        importance_values = resolve_importance(importance, n_instances, n_features, repeats)
+        self.register_buffer("importance", importance_values, persistent=False)
         self.logged_instances = self._validate_logged_instances(logged_instances, n_instances)
         self.per_feature_loss: Tensor | None = None
 

@@ -45,3 +45,14 @@ def test_per_feature_loss_is_exposed_after_a_step():
 def test_logged_instances_are_validated():
     with pytest.raises(ConfigError, match="out of range"):
         LitToyModel(n_instances=2, n_features=5, logged_instances=[0, 5])
+
+
+def test_repeats_resolve_importance_per_setting_and_keep_init_seeds_distinct():
+    from lit_superposition.distributions import SingleFeatureSweep
+
+    module = LitToyModel(6, 3, importance=SingleFeatureSweep(feature=1, base=1.0, factors=[2.0, 0.5]), repeats=3)
+    assert module.repeats == 3 and module.hparams.repeats == 3
+    torch.testing.assert_close(module.importance[:, 1], torch.tensor([2.0, 2.0, 2.0, 0.5, 0.5, 0.5]))
+    assert module.model.init_seeds == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(ConfigError, match=r"n_instances \(6\) must be a multiple of repeats \(4\)"):
+        LitToyModel(6, 3, repeats=4)

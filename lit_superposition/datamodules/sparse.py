@@ -13,7 +13,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 from typing_extensions import override
 
-from lit_superposition.distributions import SpecLike, resolve_feature_probability
+from lit_superposition.datamodules.sets import FeatureSets
+from lit_superposition.distributions import SpecLike, check_repeats, resolve_feature_probability
 from lit_superposition.errors import ConfigError
 
 InstanceData = Literal["shared", "independent"]
@@ -50,8 +51,12 @@ class StepKeys(IterableDataset):
 class SparseFeatureDataModule(pl.LightningDataModule):
     """Sparse features: feature ``f`` of instance ``i`` is 0 with probability ``1 - p[i, f]``, else Uniform[0, 1).
 
+    Features not in a set are independent. In a correlated set one draw decides whether all its
+    features are active together (magnitudes independent); in an anticorrelated set at most one
+    feature is active. Either way each feature keeps its marginal probability ``p[i, f]``.
+
     Args:
-        n_instances: Models trained side by side (linked to the model by the CLI).
+        n_instances: Models trained side by side, all repeats together (linked to the model by the CLI).
         n_features: Features per instance (linked to the model by the CLI).
         feature_probability: ``p``: a scalar, per-feature list, matrix or spec (see ``distributions``).
         batch_size: Samples per step and instance.
@@ -59,11 +64,19 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         instance_data: ``"shared"``: one uniform draw per step serves every instance, each with its
             own threshold, so instances with equal ``p`` see identical data. ``"independent"``: every
             instance draws its own batch, as in ARENA.
+        correlated_sets: Disjoint sets of feature indices (each of size >= 2) that are active
+            together; features in one set must have equal ``p`` in each instance.
+        anticorrelated_sets: Disjoint sets of feature indices of which at most one is active: the set
+            is active with probability ``Σ p`` (``k·p`` for ``k`` features of equal ``p``), then one
+            feature is chosen with probability ``p_f / Σ p``; ``Σ p <= 1`` is required.
+        repeats: Instances per setting (linked to the model): instance ``i`` is setting
+            ``i // repeats``, repeat ``i % repeats``; per-instance specs give one row per setting.
 
     Example::
 
         data = SparseFeatureDataModule(n_instances=8, n_features=5, feature_probability=0.05)
         x = data.make_batch(step=0)  # (n_instances, batch_size, n_features)
+        paired = SparseFeatureDataModule(4, 4, 0.05, correlated_sets=[[0, 1]], anticorrelated_sets=[[2, 3]])
     """
 
     def __init__(
@@ -74,6 +87,9 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         batch_size: int = 1024,
         data_seed: int = 0,
         instance_data: InstanceData = "shared",
+        correlated_sets: list[list[int]] | None = None,
+        anticorrelated_sets: list[list[int]] | None = None,
+        repeats: int = 1,
     ) -> None:
         super().__init__()
         for name, value in (("n_instances", n_instances), ("n_features", n_features), ("batch_size", batch_size)):
@@ -81,15 +97,20 @@ class SparseFeatureDataModule(pl.LightningDataModule):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if instance_data not in ("shared", "independent"):
             raise ConfigError(f"instance_data must be 'shared' or 'independent', got {instance_data!r}")
-        self.n_instances, self.n_features = n_instances, n_features
+        check_repeats(repeats, n_instances)
+        self.n_instances, self.n_features, self.repeats = n_instances, n_features, repeats
         self.batch_size, self.data_seed, self.instance_data = batch_size, data_seed, instance_data
-        self.feature_probability = resolve_feature_probability(feature_probability, n_instances, n_features)
-        self._on_device: dict[torch.device, tuple[Tensor, Tensor, torch.Generator]] = {}
+        self.feature_probability = resolve_feature_probability(feature_probability, n_instances, n_features, repeats)
+        self.feature_sets = FeatureSets(
+            self.feature_probability, correlated_sets or [], anticorrelated_sets or []
+        )
+        self._on_device: dict[torch.device, tuple[Any, ...]] = {}
 
-    def _device_state(self, device: torch.device) -> tuple[Tensor, Tensor, torch.Generator]:
+    def _device_state(self, device: torch.device) -> tuple[Any, ...]:
         if device not in self._on_device:
             p = self.feature_probability.to(device).unsqueeze(1)  # (n_instances, 1, n_features)
-            self._on_device[device] = (p, p.reciprocal(), torch.Generator(device=device))
+            sets = self.feature_sets.to(device) if self.feature_sets else None
+            self._on_device[device] = (p, p.reciprocal(), sets, torch.Generator(device=device))
         return self._on_device[device]
 
     def make_batch(self, step: int, rank: int = 0, device: torch.device | str = "cpu") -> Tensor:
@@ -102,10 +123,12 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         Returns:
             ``(n_instances, batch_size, n_features)`` features.
         """
-        p, inv_p, generator = self._device_state(torch.device(device))
+        p, inv_p, sets, generator = self._device_state(torch.device(device))
         generator.manual_seed(step_seed(self.data_seed, rank, step))
         n_draws = 1 if self.instance_data == "shared" else self.n_instances
         u = torch.rand(n_draws, self.batch_size, self.n_features, device=p.device, generator=generator)
+        if sets is not None:
+            return sets.sample(u)
         return torch.where(u < p, torch.addcmul(torch.ones_like(u), u, inv_p, value=-1.0), 0.0)
 
     @override
