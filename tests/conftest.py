@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,22 @@ def run_command(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Compl
     return subprocess.run(
         [*command, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
     )
+
+
+def write_scan_report(path: Path, n_pentagons: int, n_hexagons: int = 1, n_features: int = 6) -> Path:
+    """A hand-made scan ``report.json``: pentagon seeds (feature ``i % n_features`` unlearned), then hexagons."""
+    instances = [
+        {"index": i, "init_seed": i, "geometry": "pentagon", "feature_norms": [1.0] * n_features,
+         "represented": [f for f in range(n_features) if f != i % n_features]}
+        for i in range(n_pentagons)
+    ] + [
+        {"index": n_pentagons + k, "init_seed": 1000 + k, "geometry": "hexagon",
+         "feature_norms": [1.0] * n_features, "represented": list(range(n_features))}
+        for k in range(n_hexagons)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"instances": instances}))
+    return path
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import yaml
 
 from lit_superposition.cli import build_cli, bundled_configs, resolve_config_path
 from lit_superposition.errors import ConfigError
-from tests.conftest import run_command
+from tests.conftest import run_command, write_scan_report
 
 
 def test_fit_from_outside_the_repository_writes_a_run_directory(tmp_path):
@@ -73,6 +73,8 @@ def test_config_names_resolve_as_path_then_bundled(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(bundled_configs()))
 def test_every_bundled_config_runs_a_few_steps(in_tmp, name):
+    if name == "hexagon_patch_auto.yaml":  # pairs from a scan's report: give it a small one
+        write_scan_report(in_tmp / "runs" / "hexagon_scan" / "version_0" / "report.json", n_pentagons=8)
     cli = build_cli(["fit", "--config", name, "--trainer.max_steps=20", "--trainer.log_every_n_steps=5"])
     assert cli.trainer.global_step == 20
     assert (in_tmp / "runs" / name.removesuffix(".yaml") / "version_0" / "config.yaml").is_file()

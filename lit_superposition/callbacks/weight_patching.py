@@ -55,7 +55,10 @@ class WeightPatching(Callback):
         if max_triples < 1:
             raise ConfigError(f"max_triples must be >= 1, got {max_triples}")
         if scan_report is not None and not Path(scan_report).is_file():
-            raise ConfigError(f"scan_report {scan_report!r} does not exist")
+            raise ConfigError(
+                f"scan_report {scan_report!r} does not exist: run the scan first"
+                " (lit-superposition fit --config hexagon_scan.yaml) or point scan_report at its report.json"
+            )
         self.triples = list(triples) if triples is not None else pair_from_scan(scan_report, max_triples)
         self._initial_state: dict[str, Any] | None = None
 
