@@ -1,0 +1,71 @@
+"""What the default instruments cost: `trainer.fit` on hexagon_patch.yaml with and without them.
+
+Runs are interleaved (with, without, with, …) so that load on a shared machine hits both alike, and
+the medians are compared. Usage::
+
+    python benchmarks/callback_overhead.py                 # 10000 steps (the config), 3 repeats each
+    python benchmarks/callback_overhead.py --steps 2000 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+
+from lit_superposition.callbacks import (
+    FeatureGeometry,
+    FeatureGradNorms,
+    FeatureLosses,
+    GeometryReport,
+    GeometrySnapshots,
+)
+from lit_superposition.cli import build_cli
+
+INSTRUMENTS = (FeatureGradNorms, FeatureLosses, FeatureGeometry, GeometrySnapshots, GeometryReport)
+
+
+def fit_seconds(steps: int, instruments: bool) -> float:
+    """Seconds of ``trainer.fit`` on hexagon_patch.yaml, in a fresh temporary directory."""
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            cli = build_cli(
+                ["--config", "hexagon_patch.yaml", f"--trainer.max_steps={steps}",
+                 "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"],
+                run=False,
+            )
+            if not instruments:
+                cli.trainer.callbacks = [c for c in cli.trainer.callbacks if not isinstance(c, INSTRUMENTS)]
+            assert any(isinstance(c, GeometryReport) for c in cli.trainer.callbacks) == instruments
+            start = time.perf_counter()
+            cli.trainer.fit(cli.model, cli.datamodule)
+            return time.perf_counter() - start
+        finally:
+            os.chdir(cwd)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    fit_seconds(50, True)  # warm-up: imports, matplotlib font cache, first TensorBoard writer
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(args.repeats):
+        for instruments in (True, False):
+            times[instruments].append(fit_seconds(args.steps, instruments))
+            print(f"{'with' if instruments else 'without'} instruments: {times[instruments][-1]:.2f} s", flush=True)
+    on, off = statistics.median(times[True]), statistics.median(times[False])
+    print(f"hexagon_patch.yaml, {args.steps} steps, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"median fit time: {off:.2f} s without, {on:.2f} s with the default instruments")
+    print(f"overhead: {100 * (on / off - 1):+.1f}% (ratio {on / off:.3f})")
+
+
+if __name__ == "__main__":
+    main()
