@@ -11,7 +11,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lit_superposition import geometry
-from lit_superposition.callbacks._base import MeasurementCallback, add_custom_scalars
+from lit_superposition.callbacks.base import MeasurementCallback, add_custom_scalars
 
 PER_FEATURE = {"feature norm ‖W_f‖": "feature_norm", "dimensionality D_f": "dimensionality", "interference": "interference"}
 PER_INSTANCE = {

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from lit_superposition.callbacks._base import MeasurementCallback
+from lit_superposition.callbacks.base import MeasurementCallback
 
 
 def feature_grad_norms(W_grad: Tensor, b_grad: Tensor) -> tuple[Tensor, Tensor]:

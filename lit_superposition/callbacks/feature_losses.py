@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
-from lit_superposition.callbacks._base import MeasurementCallback
+from lit_superposition.callbacks.base import MeasurementCallback
 from lit_superposition.metrics import ElementwiseMean
 
 

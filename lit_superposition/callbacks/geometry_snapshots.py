@@ -16,7 +16,7 @@ from typing_extensions import override
 from lit_superposition import plotting
 from lit_superposition.geometry import classify_2d
 from lit_superposition.atomic import atomic_torch_save
-from lit_superposition.callbacks._base import (
+from lit_superposition.callbacks.base import (
     MeasurementCallback,
     resolve_instances,
     validate_instances,
