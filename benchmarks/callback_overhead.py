@@ -54,7 +54,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     fit_seconds(50, True)  # warm-up: imports, matplotlib font cache, first TensorBoard writer
     times: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(args.repeats):
@@ -64,7 +67,8 @@ def main() -> None:
     on, off = statistics.median(times[True]), statistics.median(times[False])
     print(f"hexagon_patch.yaml, {args.steps} steps, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"median fit time: {off:.2f} s without, {on:.2f} s with the default instruments")
-    print(f"overhead: {100 * (on / off - 1):+.1f}% (ratio {on / off:.3f})")
+    print(f"overhead: {100 * (on / off - 1):+.1f}% (ratio {on / off:.3f}), "
+          f"{1e3 * (on - off) / args.steps:.3f} ms per step on {1e3 * off / args.steps:.3f} ms per step")
 
 
 if __name__ == "__main__":
