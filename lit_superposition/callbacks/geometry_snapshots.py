@@ -19,7 +19,6 @@ from lit_superposition.atomic import atomic_torch_save
 from lit_superposition.callbacks.base import (
     MeasurementCallback,
     resolve_instances,
-    validate_instances,
     validate_interval,
 )
 from lit_superposition.errors import ConfigError
@@ -83,7 +82,6 @@ class GeometrySnapshots(MeasurementCallback):
         if not isinstance(n_snapshots, int) or n_snapshots < 2:
             raise ConfigError(f"n_snapshots must be an integer >= 2, got {n_snapshots!r}")
         validate_interval(figure_every_n_steps)
-        validate_instances(instances)
         self.spacing, self.n_snapshots, self.threshold = spacing, n_snapshots, threshold
         self.figure_every_n_steps = figure_every_n_steps
         self.schedule: list[int] = []
