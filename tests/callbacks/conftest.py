@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
@@ -63,10 +62,3 @@ def small_setup(n_instances: int = 3, n_features: int = 5, d_hidden: int = 2, **
     module = LitToyModel(n_instances=n_instances, n_features=n_features, d_hidden=d_hidden, init_seeds=0)
     data = SparseFeatureDataModule(n_instances=n_instances, n_features=n_features, batch_size=64, **data_kwargs)
     return module, data
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch):
-    import warnings
-
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
