@@ -1,9 +1,27 @@
 """Lightning callbacks: one measurement (or tool) per file, all writing through the Lightning logger."""
 
+from lit_superposition.callbacks.base import MeasurementCallback
 from lit_superposition.callbacks.checkpoint import RunCheckpoint
+from lit_superposition.callbacks.feature_geometry import FeatureGeometry
+from lit_superposition.callbacks.feature_grad_norms import FeatureGradNorms
+from lit_superposition.callbacks.feature_losses import FeatureLosses
+from lit_superposition.callbacks.geometry_report import GeometryReport
+from lit_superposition.callbacks.geometry_snapshots import GeometrySnapshots
 from lit_superposition.callbacks.interrupt import GracefulStop
 from lit_superposition.callbacks.nonfinite_loss import NonFiniteLossStop
 from lit_superposition.callbacks.progress import StepProgressBar
 from lit_superposition.callbacks.weight_patching import WeightPatching
 
-__all__ = ["GracefulStop", "NonFiniteLossStop", "RunCheckpoint", "StepProgressBar", "WeightPatching"]
+__all__ = [
+    "FeatureGeometry",
+    "FeatureGradNorms",
+    "FeatureLosses",
+    "GeometryReport",
+    "GeometrySnapshots",
+    "GracefulStop",
+    "MeasurementCallback",
+    "NonFiniteLossStop",
+    "RunCheckpoint",
+    "StepProgressBar",
+    "WeightPatching",
+]

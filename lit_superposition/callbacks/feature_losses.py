@@ -1,0 +1,86 @@
+"""Per-instance, per-feature loss averaged over each interval (seed 000, figs. 6 and 8)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from typing_extensions import override
+
+from lit_superposition.callbacks.base import MeasurementCallback
+from lit_superposition.metrics import ElementwiseMean
+
+
+class FeatureLosses(MeasurementCallback):
+    """Logs each chosen instance's per-feature loss, averaged over every step of the interval.
+
+    Every step adds ``pl_module.per_feature_loss`` (``(n_instances, n_features)``, importance-weighted)
+    to an :class:`~lit_superposition.metrics.ElementwiseMean` on the training device (no sync); at the
+    end of each interval the mean is logged as ``feature_loss/instance_NNN/feature_FF`` and reset. The
+    latest interval mean of all instances stays available as ``interval_mean``.
+
+    Args:
+        every_n_steps: Steps averaged per logged point (default: ``trainer.log_every_n_steps``).
+        instances: Instances to log (default: the first 8).
+
+    Example::
+
+        trainer = pl.Trainer(callbacks=[FeatureLosses(every_n_steps=100)])
+    """
+
+    def __init__(self, every_n_steps: int | None = None, instances: Sequence[int] | None = None) -> None:
+        super().__init__(every_n_steps, instances)
+        self.mean: ElementwiseMean | None = None
+        self.interval_mean: Tensor | None = None  # (n_instances, n_features), on the CPU
+        self._tags: list[str] = []
+        self._pending: dict[str, Tensor] | None = None
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        model = pl_module.model
+        self.mean = ElementwiseMean((model.n_instances, model.n_features)).to(pl_module.device)
+        if self._pending is not None:
+            self.mean.total.copy_(self._pending["total"])
+            self.mean.count.copy_(self._pending["count"])
+            self._pending = None
+        self._tags = self.feature_tags("feature_loss", model.n_features)
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.register_feature_charts(trainer, pl_module, {"loss per feature": "feature_loss"})
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = pl_module.per_feature_loss
+        if loss is None:
+            return
+        self.mean.update(loss)
+        step = trainer.global_step
+        if step % self.interval:
+            return
+        self.interval_mean = self.mean.compute().detach().cpu()  # syncs the device (and the ranks, under DDP)
+        self.mean.reset()
+        values = self.interval_mean[self.chosen].flatten().tolist()
+        self.log_scalars(trainer, dict(zip(self._tags, values)), step)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        if self.mean is None:
+            return {}
+        return {"total": self.mean.total.detach().cpu(), "count": self.mean.count.detach().cpu()}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        if self.mean is None:  # restored before setup: apply there
+            self._pending = {k: torch.as_tensor(v) for k, v in state_dict.items()}
+        else:
+            self.mean.total.copy_(state_dict["total"])
+            self.mean.count.copy_(state_dict["count"])

@@ -1,0 +1,199 @@
+"""The end-of-fit report: per-instance loss and geometry in ``report.json``, and a table on the console."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_warn
+from rich.console import Console
+from rich.table import Table
+from torch import Tensor
+from typing_extensions import override
+
+from lit_superposition import geometry
+from lit_superposition.atomic import atomic_write_text
+from lit_superposition.errors import ConfigError
+
+REPORT_FILE = "report.json"
+#: Step keys of the evaluation batches: far beyond any training step, so never a training batch.
+EVAL_STEP_BASE = 10**9
+
+
+class GeometryReport(pl.Callback):
+    """At the end of fit, writes ``report.json`` to the run directory and prints a table.
+
+    Per instance: ``index``, ``init_seed``, ``loss``, ``per_feature_loss``, ``represented`` (feature
+    indices with ``‖W_f‖ > threshold``), ``n_directions``, ``geometry`` (the polygon name when
+    ``d_hidden = 2``, else the nearest dimensionality fraction of each feature, e.g. ``"3/4"``),
+    ``regular`` (2-D only), ``feature_norms``, ``dimensionality``, ``bias`` and, when the datamodule
+    has one, ``feature_probability``. With repeats (``pl_module.repeats > 1``: instance ``i`` is
+    repeat ``i % repeats`` of setting ``i // repeats``) also ``setting``, ``repeat`` and
+    ``best_repeat`` (the lowest loss of its setting).
+
+    ``loss`` is the instance's loss (mean over features, importance-weighted) on ``n_eval_batches``
+    fresh batches drawn with step keys ``10**9 + k``, which training never reaches: the same batches
+    for every instance and every run with the same ``data_seed``, and no noise from the last steps.
+
+    Other callbacks can add to the report: before the file is written, every callback in
+    ``trainer.callbacks`` with a method ``extend_report(report, trainer, pl_module)`` is called (rank
+    zero); it may add keys to ``report`` and may return a ``rich.table.Table`` to print after this one.
+
+    Args:
+        threshold: Norm above which a feature counts as represented.
+        angle_tolerance: Degrees within which features share a direction.
+        n_eval_batches: Fresh batches the loss is averaged over (0: the last training step's loss).
+        max_rows: Rows of the printed table (the file always has every instance).
+        print_table: Print the table at all.
+
+    Example::
+
+        trainer = pl.Trainer(callbacks=[GeometryReport(n_eval_batches=4)])
+        trainer.fit(module, data)
+        report = json.loads((Path(trainer.log_dir) / "report.json").read_text())
+    """
+
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        angle_tolerance: float = 10.0,
+        n_eval_batches: int = 8,
+        max_rows: int = 32,
+        print_table: bool = True,
+    ) -> None:
+        if not isinstance(n_eval_batches, int) or n_eval_batches < 0:
+            raise ConfigError(f"n_eval_batches must be an integer >= 0, got {n_eval_batches!r}")
+        if not 0 < angle_tolerance < 90:
+            raise ConfigError(f"angle_tolerance must be in (0, 90) degrees, got {angle_tolerance!r}")
+        if not isinstance(max_rows, int) or max_rows < 1:
+            raise ConfigError(f"max_rows must be a positive integer, got {max_rows!r}")
+        self.threshold, self.angle_tolerance = threshold, angle_tolerance
+        self.n_eval_batches, self.max_rows, self.print_table = n_eval_batches, max_rows, print_table
+        self.report: dict[str, Any] | None = None
+
+    @torch.no_grad()
+    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Tensor:
+        """The per-feature loss of every instance, ``(n_instances, n_features)``, on the CPU."""
+        data = trainer.datamodule
+        if self.n_eval_batches and data is not None and hasattr(data, "make_batch"):
+            total = 0
+            for k in range(self.n_eval_batches):
+                x = data.make_batch(EVAL_STEP_BASE + k, device=pl_module.device)  # (n_instances, batch, n_features)
+                total = total + pl_module.objective(x)[1]
+            return (total / self.n_eval_batches).cpu()
+        if pl_module.per_feature_loss is None:
+            raise RuntimeError("GeometryReport: no datamodule with make_batch and no training step to report a loss for")
+        if self.n_eval_batches:
+            rank_zero_warn("GeometryReport: the datamodule has no make_batch; reporting the last step's loss")
+        return pl_module.per_feature_loss.detach().cpu()
+
+    def build(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        """The report as a JSON-ready dict."""
+        model = pl_module.model
+        W, b = model.W.detach().cpu(), model.b.detach().cpu()  # (n_instances, d_hidden, n_features), (n_instances, n_features)
+        per_feature_loss = self.evaluate(trainer, pl_module)  # (n_instances, n_features)
+        loss = per_feature_loss.mean(dim=1)  # (n_instances,)
+        norms = geometry.feature_norms(W)
+        D = geometry.dimensionality(W, self.threshold)
+        rep = geometry.represented(W, self.threshold)
+        if model.d_hidden == 2:
+            shapes = geometry.classify_2d(W, self.threshold, self.angle_tolerance)
+            n_directions = [s.n_directions for s in shapes]
+            names: list[Any] = [s.name for s in shapes]
+        else:
+            shapes = None
+            n_directions = geometry.count_directions(W, self.threshold, self.angle_tolerance)
+            names = geometry.nearest_fraction(D)
+        p = getattr(trainer.datamodule, "feature_probability", None) if trainer.datamodule is not None else None
+        instances = []
+        for i in range(model.n_instances):
+            entry = {
+                "index": i,
+                "init_seed": int(model.init_seeds[i]),
+                "loss": float(loss[i]),
+                "per_feature_loss": per_feature_loss[i].tolist(),
+                "represented": torch.nonzero(rep[i]).flatten().tolist(),
+                "n_directions": int(n_directions[i]),
+                "geometry": names[i],
+                "feature_norms": norms[i].tolist(),
+                "dimensionality": D[i].tolist(),
+                "bias": b[i].tolist(),
+            }
+            if shapes is not None:
+                entry["regular"] = shapes[i].regular
+            if isinstance(p, Tensor):
+                entry["feature_probability"] = p[i].tolist()
+            instances.append(entry)
+        repeats = int(getattr(pl_module, "repeats", 1) or 1)
+        if repeats > 1:
+            if model.n_instances % repeats:
+                raise ConfigError(f"repeats ({repeats}) must divide n_instances ({model.n_instances})")
+            best = loss.view(-1, repeats).argmin(dim=1)  # (n_settings,)
+            for entry in instances:
+                setting, repeat = divmod(entry["index"], repeats)
+                entry.update(setting=setting, repeat=repeat, best_repeat=bool(best[setting] == repeat))
+        return {
+            "step": trainer.global_step,
+            "n_instances": model.n_instances,
+            "n_features": model.n_features,
+            "d_hidden": model.d_hidden,
+            "threshold": self.threshold,
+            "repeats": repeats,
+            "loss_definition": (
+                f"mean over features of the importance-weighted per-feature loss on {self.n_eval_batches} fresh "
+                f"batches (step keys {EVAL_STEP_BASE}..)" if self.n_eval_batches else "the last training step's loss"
+            ),
+            "instances": instances,
+        }
+
+    def table(self, report: dict[str, Any]) -> Table:
+        """The report as a rich table (the first ``max_rows`` instances)."""
+        rows = report["instances"]
+        repeats = report["repeats"] > 1
+        table = Table(title=f"geometry at step {report['step']}", caption=(
+            f"{len(rows) - self.max_rows} more instances in {REPORT_FILE}" if len(rows) > self.max_rows else None
+        ))
+        for column in ("instance", "init seed", *(("setting", "repeat") if repeats else ()), "loss",
+                       "represented", "directions", "geometry", "‖W_f‖"):
+            left = column in ("geometry", "represented", "‖W_f‖")
+            table.add_column(column, justify="left" if left else "right", no_wrap=True,
+                             overflow="ellipsis" if column == "‖W_f‖" else "fold")
+        for row in rows[: self.max_rows]:
+            geometry_text = row["geometry"] if isinstance(row["geometry"], str) else " ".join(row["geometry"])
+            if row.get("regular"):
+                geometry_text = f"regular {geometry_text}"
+            cells = [str(row["index"]), str(row["init_seed"])]
+            if repeats:
+                cells += [str(row["setting"]), f"{row['repeat']}{' *' if row['best_repeat'] else ''}"]
+            cells += [
+                f"{row['loss']:.5f}",
+                f"{len(row['represented'])}/{len(row['feature_norms'])}",
+                str(row["n_directions"]),
+                geometry_text,
+                " ".join(f"{x:.2f}" for x in row["feature_norms"][:8]) + (" …" if len(row["feature_norms"]) > 8 else ""),
+            ]
+            table.add_row(*cells)
+        return table
+
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        report = self.build(trainer, pl_module)
+        extra_tables = []
+        for callback in trainer.callbacks:
+            extend = getattr(callback, "extend_report", None)
+            if callback is not self and callable(extend):
+                table = extend(report, trainer, pl_module)
+                if table is not None:
+                    extra_tables.append(table)
+        self.report = report
+        atomic_write_text(json.dumps(report, indent=1), Path(trainer.log_dir or trainer.default_root_dir) / REPORT_FILE)
+        if self.print_table:
+            console = Console()
+            console.print(self.table(report))
+            for table in extra_tables:
+                console.print(table)

@@ -1,0 +1,177 @@
+"""Matplotlib figures of feature geometry (Agg backend, no Lightning): each function returns a Figure.
+
+Example::
+
+    fig = polygon_grid(model.W.detach())          # the 2-D solutions of every instance
+    fig.savefig("polygons.png"); plt.close(fig)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from lit_superposition import geometry  # noqa: E402
+
+
+def feature_colors(n_features: int) -> np.ndarray:
+    """One colour per feature: tab10 up to ten features, a hue circle beyond. ``(n_features, 4)``."""
+    if n_features <= 10:
+        return plt.get_cmap("tab10")(np.arange(n_features))
+    return plt.get_cmap("hsv")(np.linspace(0.0, 1.0, n_features, endpoint=False))
+
+
+def _select(W: Tensor, instances: Sequence[int] | None) -> tuple[Tensor, list[int]]:
+    W = W.detach().cpu().float()
+    chosen = list(range(W.shape[0])) if instances is None else list(instances)
+    return W[chosen], chosen
+
+
+def polygon_grid(
+    W: Tensor,
+    instances: Sequence[int] | None = None,
+    titles: Sequence[str] | None = None,
+    canonicalize: bool = True,
+    threshold: float = 0.5,
+    ncols: int | None = None,
+) -> Figure:
+    """The 2-D solutions of several instances in a grid, features coloured by index (as in Anthropic 2022).
+
+    Each cell shows every feature as a line from the origin to ``W[i, :, f]`` over the unit circle.
+    All cells share one axes: a few hundred instances still draw in well under a second.
+
+    Args:
+        W: ``(n_instances, 2, n_features)``.
+        instances: Which instances to draw (default: all).
+        titles: One title per drawn instance (default: the index and the polygon name).
+        canonicalize: Rotate and flip each solution to the common orientation first.
+        threshold: Norm above which a feature counts as represented (for the default titles).
+        ncols: Cells per row (default: about square).
+    """
+    W, chosen = _select(W, instances)
+    if W.shape[1] != 2:
+        raise ValueError(f"polygon_grid needs d_hidden = 2, got {W.shape[1]}")
+    if canonicalize:
+        W = geometry.canonicalize_2d(W, threshold)
+    if titles is None:
+        titles = [f"{i}: {p.name}" for i, p in zip(chosen, geometry.classify_2d(W, threshold))]
+    n, n_features = W.shape[0], W.shape[2]
+    ncols = ncols or max(1, math.ceil(math.sqrt(n)))
+    nrows = max(1, math.ceil(n / ncols))
+    radius = max(1.0, float(W.norm(dim=1).max())) if n else 1.0
+    cell = 2.5 * radius
+    centres = np.array([((k % ncols) * cell, -(k // ncols) * cell) for k in range(n)]).reshape(n, 2)
+    fig = Figure(figsize=(1.7 * ncols + 0.3, 1.8 * nrows + 0.4), dpi=80)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 0.93 if nrows > 1 else 0.88))
+    colors = feature_colors(n_features)
+    ends = W.numpy().transpose(0, 2, 1) + centres[:, None, :]  # (n, n_features, 2)
+    segments = np.stack([np.broadcast_to(centres[:, None, :], ends.shape), ends], axis=2).reshape(-1, 2, 2)
+    ax.add_collection(LineCollection(segments, colors=np.tile(colors, (n, 1)), linewidths=1.5))
+    ax.scatter(ends[..., 0].ravel(), ends[..., 1].ravel(), c=np.tile(colors, (n, 1)), s=10, zorder=3)
+    circle = np.linspace(0.0, 2.0 * np.pi, 65)
+    rings = np.stack([np.cos(circle), np.sin(circle)], axis=-1)[None] + centres[:, None, :]
+    ax.add_collection(LineCollection(rings, colors="0.8", linewidths=0.6, zorder=0))
+    for (x, y), title in zip(centres, titles):
+        ax.text(x, y + 1.12 * radius, title, ha="center", va="bottom", fontsize=7)
+    ax.set_xlim(-cell / 2, (ncols - 0.5) * cell)
+    ax.set_ylim(-(nrows - 0.5) * cell, cell / 2 + 0.15 * radius)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    handles = [matplotlib.lines.Line2D([], [], color=c, lw=2) for c in colors]
+    if n_features <= 12:
+        fig.legend(handles, [f"f{f}" for f in range(n_features)], loc="upper center", ncol=n_features,
+                   fontsize=6, frameon=False, handlelength=1.0)
+    return fig
+
+
+def wtw_grid(W: Tensor, instances: Sequence[int] | None = None, titles: Sequence[str] | None = None) -> Figure:
+    """``WᵀW`` heatmaps (blue-red, symmetric scale) with a bar of feature norms beside each.
+
+    Args:
+        W: ``(n_instances, d_hidden, n_features)``.
+        instances: Which instances to draw (default: all; keep it to a handful).
+        titles: One title per drawn instance (default: the instance index).
+    """
+    W, chosen = _select(W, instances)
+    titles = titles or [f"instance {i}" for i in chosen]
+    gram = torch.bmm(W.transpose(1, 2), W).numpy()  # (n, n_features, n_features)
+    norms = W.norm(dim=1).numpy()  # (n, n_features)
+    n, n_features = W.shape[0], W.shape[2]
+    ncols = min(n, 4) or 1
+    nrows = max(1, math.ceil(n / ncols))
+    fig = Figure(figsize=(3.2 * ncols, 2.8 * nrows), dpi=80)
+    grid = fig.add_gridspec(nrows, 2 * ncols, width_ratios=[5, 1] * ncols, wspace=0.15, hspace=0.35)
+    limit = max(1e-6, float(np.abs(gram).max())) if n else 1.0
+    image = None
+    for k in range(n):
+        r, c = divmod(k, ncols)
+        ax = fig.add_subplot(grid[r, 2 * c])
+        image = ax.imshow(gram[k], cmap="RdBu", vmin=-limit, vmax=limit)
+        ax.set_title(titles[k], fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        bars = fig.add_subplot(grid[r, 2 * c + 1])
+        bars.barh(np.arange(n_features), norms[k], color=feature_colors(n_features), height=0.9)
+        bars.set_ylim(n_features - 0.5, -0.5)
+        bars.set_xlim(0, max(1.0, float(norms.max())))
+        bars.set_yticks([])
+        bars.tick_params(labelsize=6)
+        bars.set_title("‖W_f‖", fontsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=fig.axes, shrink=0.6, label="WᵀW")
+    return fig
+
+
+def is_probability_sweep(feature_probability: Tensor) -> bool:
+    """Whether ``p`` is one value per instance (equal across features) that varies across instances."""
+    p = feature_probability
+    return p.ndim == 2 and p.shape[0] > 1 and bool((p == p[:, :1]).all()) and bool((p[:, 0] != p[0, 0]).any())
+
+
+def feature_geometry(W: Tensor, feature_probability: Tensor, threshold: float = 0.5) -> Figure:
+    """ARENA's feature-geometry plot, against ``1/p`` (log scale), for instances that sweep ``p``.
+
+    Top: dimensions per feature, ``d_hidden / ‖W‖²_F``. Bottom: the dimensionality of every feature
+    of every instance, with the fractions it sticks to (1, 3/4, 2/3, 1/2, 2/5, 3/8, …) as lines.
+
+    Args:
+        W: ``(n_instances, d_hidden, n_features)``.
+        feature_probability: ``(n_instances,)`` or ``(n_instances, n_features)`` (the first feature's).
+        threshold: Features below this norm get dimensionality 0.
+    """
+    W = W.detach().cpu().float()
+    p = feature_probability.detach().cpu().float()
+    p = p[:, 0] if p.ndim == 2 else p  # (n_instances,)
+    x = (1.0 / p).numpy()
+    order = np.argsort(x)
+    dims = geometry.dimensions_per_feature(W).numpy()
+    D = geometry.dimensionality(W, threshold).numpy()  # (n_instances, n_features)
+    fig = Figure(figsize=(6.5, 6.0), dpi=80)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.plot(x[order], dims[order], marker="o", ms=3)
+    top.set_ylabel("dimensions per feature\nd_hidden / ‖W‖²_F")
+    top.axhline(1.0, color="0.8", lw=0.8, ls="--")
+    top.axhline(0.5, color="0.8", lw=0.8, ls="--")
+    for fraction in geometry.FRACTIONS:
+        if fraction > 0:
+            bottom.axhline(float(fraction), color="0.75", lw=0.8, ls="--", zorder=0)
+            bottom.text(x.max() * 1.05, float(fraction), str(fraction), va="center", fontsize=7, color="0.4")
+    jitter = np.exp(np.random.default_rng(0).normal(0.0, 0.03, size=D.shape))
+    bottom.scatter((x[:, None] * jitter).ravel(), D.ravel(), s=6, alpha=0.5, c="tab:blue")
+    bottom.set_ylabel("dimensionality D_f")
+    bottom.set_xlabel("1 / feature probability  (= 1 / (1 - S))")
+    bottom.set_xscale("log")
+    bottom.set_ylim(-0.05, 1.1)
+    fig.tight_layout()
+    return fig

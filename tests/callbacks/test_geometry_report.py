@@ -1,0 +1,88 @@
+"""GeometryReport: report.json keys, evaluation loss, repeats, extensions, the printed table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from rich.table import Table
+
+from lit_superposition.callbacks import GeometryReport
+from lit_superposition.callbacks.geometry_report import EVAL_STEP_BASE
+from lit_superposition.errors import ConfigError
+from tests.callbacks.conftest import make_trainer, small_setup
+
+KEYS = {"index", "init_seed", "loss", "represented", "n_directions", "geometry", "feature_norms", "dimensionality"}
+
+
+def read_report(trainer: pl.Trainer) -> dict:
+    return json.loads((Path(trainer.log_dir) / "report.json").read_text())
+
+
+def test_report_has_the_documented_keys_and_values(tmp_path, capsys):
+    module, data = small_setup(n_instances=3, n_features=5)
+    trainer, _ = make_trainer(tmp_path, [GeometryReport(n_eval_batches=2)], max_steps=10)
+    trainer.fit(module, data)
+    report = read_report(trainer)
+    assert report["step"] == 10 and report["d_hidden"] == 2 and len(report["instances"]) == 3
+    W = module.model.W.detach()
+    with torch.no_grad():
+        expected = sum(module.objective(data.make_batch(EVAL_STEP_BASE + k))[1] for k in range(2)) / 2
+    for i, entry in enumerate(report["instances"]):
+        assert KEYS <= set(entry) and "setting" not in entry
+        assert entry["index"] == i and entry["init_seed"] == i
+        assert entry["loss"] == pytest.approx(float(expected[i].mean()), rel=1e-5)
+        assert entry["feature_norms"] == pytest.approx(W[i].norm(dim=0).tolist())
+        assert entry["represented"] == [f for f in range(5) if W[i, :, f].norm() > 0.5]
+        assert isinstance(entry["geometry"], str) and isinstance(entry["regular"], bool)
+    assert "geometry at step 10" in capsys.readouterr().out
+
+
+def test_higher_dimensions_report_dimensionality_labels(tmp_path):
+    module, data = small_setup(n_instances=2, n_features=4, d_hidden=3)
+    trainer, _ = make_trainer(tmp_path, [GeometryReport(print_table=False)], max_steps=3)
+    trainer.fit(module, data)
+    entry = read_report(trainer)["instances"][0]
+    assert len(entry["geometry"]) == 4 and all(label in {"1", "3/4", "2/3", "3/5", "1/2", "2/5", "3/8", "1/3", "2/7", "1/4", "0"} for label in entry["geometry"])
+    assert "regular" not in entry
+
+
+def test_repeats_mark_the_best_repeat_of_each_setting(tmp_path):
+    module, data = small_setup(n_instances=6, n_features=5)
+    module.repeats = 3  # two settings of three repeats
+    trainer, _ = make_trainer(tmp_path, [GeometryReport(print_table=False)], max_steps=5)
+    trainer.fit(module, data)
+    rows = read_report(trainer)["instances"]
+    assert [(r["setting"], r["repeat"]) for r in rows] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    for setting in (0, 1):
+        group = [r for r in rows if r["setting"] == setting]
+        assert [r["best_repeat"] for r in group] == [r["loss"] == min(g["loss"] for g in group) for r in group]
+        assert sum(r["best_repeat"] for r in group) == 1
+
+
+class Extension(pl.Callback):
+    def extend_report(self, report, trainer, pl_module):
+        report["patching"] = {"donor": 7}
+        table = Table(title="extension")
+        table.add_column("donor")
+        table.add_row("7")
+        return table
+
+
+def test_other_callbacks_extend_the_report_and_print_their_table(tmp_path, capsys):
+    module, data = small_setup()
+    trainer, _ = make_trainer(tmp_path, [GeometryReport(), Extension()], max_steps=2)
+    trainer.fit(module, data)
+    assert read_report(trainer)["patching"] == {"donor": 7}
+    out = capsys.readouterr().out
+    assert out.index("geometry at step 2") < out.index("extension")
+
+
+def test_bad_arguments_raise_config_error():
+    with pytest.raises(ConfigError, match="n_eval_batches"):
+        GeometryReport(n_eval_batches=-1)
+    with pytest.raises(ConfigError, match="angle_tolerance"):
+        GeometryReport(angle_tolerance=120)
