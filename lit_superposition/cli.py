@@ -94,9 +94,13 @@ def _quiet_lightning() -> None:
         r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning internals on newer torch
     ):
         warnings.filterwarnings("ignore", message=message)
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
-        lambda record: not str(record.msg).startswith("💡 Tip")
-    )
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_drop_empty_notices)  # added once
+
+
+def _drop_empty_notices(record: logging.LogRecord) -> bool:
+    # An advert, and accelerators that are absent: neither says anything about this run, and on a
+    # CPU they would stand between a one-line error and the user.
+    return not re.match(r"💡 Tip|(GPU|TPU|HPU) available: False", str(record.msg))
 
 
 def _one_line(message: str, limit: int = 400) -> str:

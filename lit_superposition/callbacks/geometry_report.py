@@ -156,11 +156,9 @@ class GeometryReport(pl.Callback):
         table = Table(title=f"geometry at step {report['step']}", caption=(
             f"{len(rows) - self.max_rows} more instances in {REPORT_FILE}" if len(rows) > self.max_rows else None
         ))
-        for column in ("instance", "init seed", *(("setting", "repeat") if repeats else ()), "loss",
-                       "represented", "directions", "geometry", "‖W_f‖"):
-            left = column in ("geometry", "represented", "‖W_f‖")
-            table.add_column(column, justify="left" if left else "right", no_wrap=True,
-                             overflow="ellipsis" if column == "‖W_f‖" else "fold")
+        columns = ("instance", "init seed", *(("setting", "repeat") if repeats else ()), "loss",
+                   "represented", "directions", "geometry", "‖W_f‖")
+        body = []
         for row in rows[: self.max_rows]:
             geometry_text = row["geometry"] if isinstance(row["geometry"], str) else " ".join(row["geometry"])
             if row.get("regular"):
@@ -175,6 +173,14 @@ class GeometryReport(pl.Callback):
                 geometry_text,
                 " ".join(f"{x:.2f}" for x in row["feature_norms"][:8]) + (" …" if len(row["feature_norms"]) > 8 else ""),
             ]
+            body.append(cells)
+        for k, column in enumerate(columns):
+            left = column in ("geometry", "represented", "‖W_f‖")
+            # Every column but the norms keeps its full width; on a narrow console the norms give way.
+            width = None if column == "‖W_f‖" else max([len(column), *(len(cells[k]) for cells in body)])
+            table.add_column(column, justify="left" if left else "right", no_wrap=True, min_width=width,
+                             overflow="ellipsis")
+        for cells in body:
             table.add_row(*cells)
         return table
 
