@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -34,27 +35,48 @@ def _assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]
         assert torch.equal(a[name], b[name]), name
 
 
+def _callback_state(checkpoint: dict, name: str) -> dict:
+    return next(state for key, state in checkpoint["callbacks"].items() if key.startswith(name))
+
+
 def test_resume_from_a_checkpoint_is_bitwise_exact(in_tmp):
-    # Adam's moments, the cosine schedule and the data stream must all continue where they stopped.
+    # Adam's moments, the cosine schedule, the data stream and the instruments (pentagon.yaml has
+    # them on: snapshots, interval-mean losses every 100 steps, the report) must all continue where
+    # they stopped. Checkpoints every 70 steps cut the loss interval in the middle.
     args = [
         "fit", "--config", "pentagon.yaml", *QUIET, "--trainer.max_steps=250", "--trainer.log_every_n_steps=10",
-        "--checkpoint.every_n_train_steps=100", "--checkpoint.save_top_k=-1",
+        "--checkpoint.every_n_train_steps=70", "--checkpoint.save_top_k=-1",
         "--lr_scheduler", "WarmupDecay", "--lr_scheduler.decay=cosine", "--lr_scheduler.warmup_steps=20",
     ]
     build_cli(args)
     run = in_tmp / "runs" / "pentagon" / "version_0"
     checkpoints = run / "checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch=0-step=100.ckpt", "epoch=0-step=200.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        "epoch=0-step=140.ckpt", "epoch=0-step=210.ckpt", "epoch=0-step=70.ckpt", "last.ckpt"
+    ]
     straight = _load(checkpoints / "last.ckpt")
     assert straight["global_step"] == 250  # last.ckpt is where the run ended, not the last periodic save
+    straight_snapshots = torch.load(run / "snapshots.pt", weights_only=True)
+    straight_report = json.loads((run / "report.json").read_text())
+    mid_interval = _load(checkpoints / "epoch=0-step=70.ckpt")
+    assert _callback_state(mid_interval, "FeatureLosses")["count"].min() > 0  # an unfinished interval is saved
 
-    cli = build_cli([*args, "--ckpt_path", str(checkpoints / "epoch=0-step=100.ckpt")])
+    cli = build_cli([*args, "--ckpt_path", str(checkpoints / "epoch=0-step=70.ckpt")])
     assert cli.trainer.global_step == 250
     resumed = _load(checkpoints / "last.ckpt")
     _assert_bitwise_equal(straight["state_dict"], resumed["state_dict"])
     for a, b in zip(straight["optimizer_states"][0]["state"].values(), resumed["optimizer_states"][0]["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert straight["lr_schedulers"] == resumed["lr_schedulers"]
+    for name in ("FeatureLosses", "GeometrySnapshots"):
+        _assert_bitwise_equal(_callback_state(straight, name), _callback_state(resumed, name))
+    # The snapshot schedule continued: the same steps (step 0 included) with the same weights.
+    resumed_snapshots = torch.load(run / "snapshots.pt", weights_only=True)
+    assert resumed_snapshots["step"].tolist() == straight_snapshots["step"].tolist()
+    assert resumed_snapshots["step"][0] == 0 and resumed_snapshots["step"][-1] == 250
+    assert torch.equal(resumed_snapshots["W"], straight_snapshots["W"])
+    # The report is complete and the same.
+    assert json.loads((run / "report.json").read_text()) == straight_report
     # One run, one directory: the resumed run logs into the run it continues.
     assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
 
@@ -128,6 +150,11 @@ def test_a_signal_during_fit_leaves_last_ckpt_and_events_and_the_run_resumes(tmp
     events = EventAccumulator(str(run))
     events.Reload()
     assert "train/loss" in events.Tags()["scalars"]
+    # The instruments closed their files too: complete snapshots up to the stop, and the report.
+    snapshots = torch.load(run / "snapshots.pt", weights_only=True)
+    assert snapshots["step"][0] == 0 and snapshots["step"][-1] == stopped
+    assert snapshots["W"].shape[0] == len(snapshots["step"])
+    assert json.loads((run / "report.json").read_text())["step"] == stopped
 
     if signum == signal.SIGTERM:  # restart from what the interrupted run left
         result = run_command(
@@ -162,6 +189,11 @@ def test_ddp_on_two_cpu_processes_syncs_gradients_over_distinct_data(tmp_path):
     runs = tmp_path / "runs" / "pentagon"
     assert sorted(p.name for p in runs.iterdir()) == ["version_0"]  # only rank 0 writes
     assert len(list((runs / "version_0").glob("events.out.tfevents.*"))) == 1
+    written = sorted(p.name for p in (runs / "version_0").iterdir() if not p.name.startswith("events."))
+    assert written == ["checkpoints", "config.yaml", "hparams.yaml", "report.json", "snapshots.pt"]  # one of each
+    events = EventAccumulator(str(runs / "version_0"))
+    events.Reload()
+    assert events.Tags()["images"]  # the figures, from rank 0 alone
     weights = _weights(runs / "version_0" / "checkpoints" / "last.ckpt")
     expected = _reference_ddp_weights(steps, lr)
     for name, tensor in expected.items():

@@ -185,6 +185,11 @@ class GeometryReport(pl.Callback):
         return table
 
     @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # trainer.log_dir is a collective under DDP: read it here, on every rank, not in rank 0's write.
+        self._run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+
+    @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
@@ -197,7 +202,7 @@ class GeometryReport(pl.Callback):
                 if table is not None:
                     extra_tables.append(table)
         self.report = report
-        atomic_write_text(json.dumps(report, indent=1), Path(trainer.log_dir or trainer.default_root_dir) / REPORT_FILE)
+        atomic_write_text(json.dumps(report, indent=1), self._run_dir / REPORT_FILE)
         if self.print_table:
             console = Console()
             console.print(self.table(report))
