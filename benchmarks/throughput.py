@@ -140,6 +140,7 @@ def main() -> None:
     parser.add_argument("--workloads", default="hexagon,geometry,sweep", help="comma-separated: " + ",".join(WORKLOADS))
     parser.add_argument("--batch_size", type=int, default=1024)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own, one per core)")
     parser.add_argument("--config", default="hexagon_scan.yaml", help="config whose callbacks lit-superposition runs with")
     args = parser.parse_args()
     names = [name.strip() for name in args.workloads.split(",")]
@@ -147,6 +148,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown workloads {unknown}; choose from {', '.join(WORKLOADS)}")
     device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     pl.seed_everything(0, verbose=False)
 
     rates: dict[tuple[str, str], list[float]] = {}

@@ -11,7 +11,7 @@ from typing_extensions import override
 
 from lit_superposition.distributions import SpecLike, resolve_importance
 from lit_superposition.errors import ConfigError
-from lit_superposition.model import ToyModel
+from lit_superposition.model import ToyModel, reconstruction_loss
 
 MAX_DEFAULT_LOGGED_INSTANCES = 32
 
@@ -90,8 +90,7 @@ class LitToyModel(pl.LightningModule):
             The scalar loss and the ``(n_instances, n_features)`` per-feature loss (importance-weighted,
             averaged over the batch).
         """
-        error = (x - self.model(x)).square()  # (n_instances, batch, n_features)
-        per_feature_loss = error.mean(dim=1) * self.importance  # (n_instances, n_features)
+        per_feature_loss = reconstruction_loss(self.model, x, self.importance)  # (n_instances, n_features)
         return per_feature_loss.mean(dim=1).sum(), per_feature_loss
 
     @override
