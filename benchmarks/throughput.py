@@ -12,6 +12,7 @@ Usage::
 
     python benchmarks/throughput.py                       # defaults: under 3 minutes on 2 CPU cores
     python benchmarks/throughput.py --steps 50 --repeats 1 --workloads hexagon   # a smoke test
+    python benchmarks/throughput.py --threads 1           # steadier ratios on a busy machine
     python benchmarks/throughput.py --device cuda
 """
 
