@@ -12,6 +12,7 @@ Usage::
 
     python benchmarks/throughput.py                       # defaults: under 3 minutes on 2 CPU cores
     python benchmarks/throughput.py --steps 50 --repeats 1 --workloads hexagon   # a smoke test
+    python benchmarks/throughput.py --threads 1           # steadier ratios on a busy machine
     python benchmarks/throughput.py --device cuda
 """
 
@@ -44,12 +45,17 @@ class Workload:
     n_features: int
     d_hidden: int
     feature_probability: float | str  # a number, or "sweep": 20 ** -linspace(0, 1, n_instances)
+    step_fraction: float  # of --steps and --warmup: the large workloads' steps are ~50x longer
+
+    def steps(self, steps: int, warmup: int) -> tuple[int, int]:
+        """Timed and warm-up steps of this workload."""
+        return max(1, round(steps * self.step_fraction)), max(1, round(warmup * self.step_fraction))
 
 
 WORKLOADS = {
-    "hexagon": Workload(16, 6, 2, 0.057),
-    "geometry": Workload(20, 200, 20, "sweep"),
-    "sweep": Workload(1024, 6, 2, 0.057),
+    "hexagon": Workload(16, 6, 2, 0.057, 1.0),
+    "geometry": Workload(20, 200, 20, "sweep", 0.1),
+    "sweep": Workload(1024, 6, 2, 0.057, 0.1),
 }
 
 
@@ -89,19 +95,19 @@ def reference_loop(workload: Workload, steps: int, warmup: int, batch_size: int,
 
 
 class StepTimer(Callback):
-    """Times the steps after ``warmup``."""
+    """Times the ``steps`` steps after the first ``warmup``, like the reference loop."""
 
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.start, self.end = warmup, 0.0, 0.0
+    def __init__(self, warmup: int, steps: int) -> None:
+        self.warmup, self.steps, self.start, self.end = warmup, steps, 0.0, 0.0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.warmup:
+        if trainer.global_step in (self.warmup, self.warmup + self.steps):
             _synchronize(pl_module.device)
-            self.start = time.perf_counter()
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        _synchronize(pl_module.device)
-        self.end = time.perf_counter()
+            now = time.perf_counter()
+            if trainer.global_step == self.warmup:
+                self.start = now
+            else:
+                self.end = now
 
 
 def lightning_run(
@@ -126,7 +132,7 @@ def lightning_run(
             ],
             run=False,
         )
-        timer = StepTimer(warmup)
+        timer = StepTimer(warmup, steps)
         cli.trainer.callbacks.append(timer)
         cli.trainer.fit(cli.model, cli.datamodule)
     return steps / (timer.end - timer.start)
@@ -134,12 +140,13 @@ def lightning_run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=400, help="timed steps per run")
-    parser.add_argument("--warmup", type=int, default=50, help="untimed steps before timing")
+    parser.add_argument("--steps", type=int, default=400, help="timed steps per run (geometry and sweep: a tenth)")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed steps before timing (geometry and sweep: a tenth)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
     parser.add_argument("--workloads", default="hexagon,geometry,sweep", help="comma-separated: " + ",".join(WORKLOADS))
     parser.add_argument("--batch_size", type=int, default=1024)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own, one per core)")
     parser.add_argument("--config", default="hexagon_scan.yaml", help="config whose callbacks lit-superposition runs with")
     args = parser.parse_args()
     names = [name.strip() for name in args.workloads.split(",")]
@@ -147,17 +154,19 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown workloads {unknown}; choose from {', '.join(WORKLOADS)}")
     device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     pl.seed_everything(0, verbose=False)
 
     rates: dict[tuple[str, str], list[float]] = {}
     for repeat in range(args.repeats):
         for name in names:
             workload = WORKLOADS[name]
-            steps = max(1, args.steps // 4) if name == "sweep" else args.steps  # sweep steps are long
-            runs = {"reference": lambda: reference_loop(workload, steps, args.warmup, args.batch_size, device)}
+            steps, warmup = workload.steps(args.steps, args.warmup)
+            runs = {"reference": lambda: reference_loop(workload, steps, warmup, args.batch_size, device)}
             for mode in MODES:
                 runs[mode] = lambda mode=mode: lightning_run(
-                    workload, mode, steps, args.warmup, args.batch_size, device, args.config
+                    workload, mode, steps, warmup, args.batch_size, device, args.config
                 )
             order = list(runs) if repeat % 2 == 0 else list(reversed(runs))
             for label in order:

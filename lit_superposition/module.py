@@ -11,7 +11,7 @@ from typing_extensions import override
 
 from lit_superposition.distributions import SpecLike, resolve_importance
 from lit_superposition.errors import ConfigError
-from lit_superposition.model import ToyModel
+from lit_superposition.model import ToyModel, reconstruction_loss
 
 MAX_DEFAULT_LOGGED_INSTANCES = 32
 
@@ -90,25 +90,31 @@ class LitToyModel(pl.LightningModule):
             The scalar loss and the ``(n_instances, n_features)`` per-feature loss (importance-weighted,
             averaged over the batch).
         """
-        error = (x - self.model(x)).square()  # (n_instances, batch, n_features)
-        per_feature_loss = error.mean(dim=1) * self.importance  # (n_instances, n_features)
+        per_feature_loss = reconstruction_loss(self.model, x, self.importance)  # (n_instances, n_features)
         return per_feature_loss.mean(dim=1).sum(), per_feature_loss
 
     @override
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         loss, per_feature_loss = self.objective(batch)
         self.per_feature_loss = per_feature_loss.detach()
-        # self.log costs tens of microseconds a call, so log only on the steps the logger writes.
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch.shape[1])
-            per_instance = self.per_feature_loss.mean(dim=1)[self.logged_instances].tolist()  # syncs the device
-            self.log_dict(
-                {f"train_loss/instance_{i:03d}": value for i, value in zip(self.logged_instances, per_instance)},
-                batch_size=batch.shape[1],
-            )
+            self._log_losses(loss.detach(), batch_size=batch.shape[1])
         return loss
+
+    def _log_losses(self, loss: Tensor, batch_size: int) -> None:
+        """Log ``train/loss`` and the per-instance losses (called on logging steps only)."""
+        per_instance = self.per_feature_loss.mean(dim=1)[self.logged_instances]  # (len(logged_instances),)
+        values = torch.cat([loss.reshape(1), per_instance]).tolist()  # syncs the device, once
+        # A CPU tensor: the progress bar reads the last logged value after every step, without a device sync.
+        self.log("train/loss", torch.tensor(values[0]), prog_bar=True, batch_size=batch_size)
+        # self.log costs about 0.3 ms a call, and Lightning revisits every logged key after every later
+        # step: the per-instance losses go to the loggers directly, at the step Lightning logs at.
+        metrics = {f"train_loss/instance_{i:03d}": value for i, value in zip(self.logged_instances, values[1:])}
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.global_step)
 
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # The Anthropic notebook's optimizer; LightningCLI's --optimizer/--lr_scheduler replace it.
-        return torch.optim.AdamW(self.parameters(), lr=1e-3)
+        # The Anthropic notebook's optimizer; LightningCLI's --optimizer/--lr_scheduler replace it. The
+        # fused implementation updates each parameter in one kernel instead of about ten small ones.
+        return torch.optim.AdamW(self.parameters(), lr=1e-3, fused=self.device.type in ("cpu", "cuda"))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lit_superposition.model import ToyModel, initial_weights, resolve_init_seeds
+from lit_superposition.model import ToyModel, initial_weights, reconstruction_loss, resolve_init_seeds
 
 
 def test_forward_is_relu_of_wt_w_x_plus_b():
@@ -44,3 +44,45 @@ def test_different_seeds_differ_and_reset_restores_init():
 def test_bad_sizes_raise(kwargs):
     with pytest.raises(ValueError):
         ToyModel(**{"n_instances": 3, "n_features": 5, "d_hidden": 2, **kwargs})
+
+
+@pytest.mark.parametrize("feature_major", [True, False])
+def test_fused_reconstruction_loss_matches_autograd_of_the_plain_formula(feature_major):
+    model = ToyModel(n_instances=3, n_features=5, d_hidden=2, init_seeds=1).double()
+    with torch.no_grad():
+        model.b.normal_(std=0.3)  # some ReLUs inactive, some active
+    x = torch.rand(3, 64, 5, dtype=torch.float64) * (torch.rand(3, 64, 5, dtype=torch.float64) < 0.3)
+    if feature_major:
+        x = x.transpose(1, 2).contiguous().transpose(1, 2)
+    importance = torch.rand(3, 5, dtype=torch.float64)
+    weights = torch.rand(3, 5, dtype=torch.float64)  # an arbitrary upstream gradient
+
+    fused = reconstruction_loss(model, x, importance)
+    (fused * weights).sum().backward()
+    fused_grads = model.W.grad.clone(), model.b.grad.clone()
+    model.zero_grad()
+    plain = (x - model(x)).square().mean(dim=1) * importance
+    (plain * weights).sum().backward()
+
+    torch.testing.assert_close(fused, plain)
+    torch.testing.assert_close(fused_grads, (model.W.grad, model.b.grad))
+    assert torch.autograd.gradcheck(
+        lambda W, b: reconstruction_loss(_with(model, W, b), x, importance), (model.W.detach().clone().requires_grad_(),
+                                                                              model.b.detach().clone().requires_grad_())
+    )
+
+
+def _with(model, W, b):
+    """A ToyModel whose parameters are the given tensors (for gradcheck)."""
+    clone = ToyModel(model.n_instances, model.n_features, model.d_hidden)
+    del clone.W, clone.b
+    clone.W, clone.b = W, b
+    return clone
+
+
+def test_reconstruction_loss_without_gradients_uses_the_plain_formula():
+    model = ToyModel(n_instances=2, n_features=4, d_hidden=2)
+    x = torch.rand(2, 16, 4)
+    with torch.no_grad():
+        loss = reconstruction_loss(model, x, 2.0)
+        torch.testing.assert_close(loss, 2.0 * (x - model(x)).square().mean(dim=1))

@@ -56,3 +56,26 @@ def test_repeats_resolve_importance_per_setting_and_keep_init_seeds_distinct():
     assert module.model.init_seeds == [0, 1, 2, 3, 4, 5]
     with pytest.raises(ConfigError, match=r"n_instances \(6\) must be a multiple of repeats \(4\)"):
         LitToyModel(6, 3, repeats=4)
+
+
+def test_losses_are_logged_on_logging_steps_with_instances_summing_to_the_total(tmp_path):
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    module = LitToyModel(n_instances=4, n_features=5, d_hidden=2, logged_instances=[0, 1, 2, 3])
+    data = SparseFeatureDataModule(n_instances=4, n_features=5, feature_probability=0.1, batch_size=64)
+    logger = TensorBoardLogger(tmp_path, name="run", version=0)
+    trainer = pl.Trainer(
+        max_steps=20, max_epochs=-1, logger=logger, log_every_n_steps=5, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(module, data)
+    events = EventAccumulator(str(tmp_path / "run" / "version_0"))
+    events.Reload()
+    total = events.Scalars("train/loss")
+    instances = [events.Scalars(f"train_loss/instance_{i:03d}") for i in range(4)]
+    assert [e.step for e in total] == [4, 9, 14, 19]
+    assert all([e.step for e in series] == [4, 9, 14, 19] for series in instances)
+    for k, event in enumerate(total):
+        assert event.value == pytest.approx(sum(series[k].value for series in instances), rel=1e-5)
+    assert trainer.callback_metrics["train/loss"].device.type == "cpu"  # read after every step: no device sync

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from typing_extensions import override
@@ -25,6 +27,16 @@ class RunCheckpoint(ModelCheckpoint):
 
         trainer = pl.Trainer(max_steps=1500, callbacks=[RunCheckpoint(save_last=True, every_n_train_steps=1000)])
     """
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # Between saves, return at once (Lightning's own checks cost a few microseconds every step).
+        every = self._every_n_train_steps
+        if self._train_time_interval is None and (every < 1 or trainer.global_step % every):
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

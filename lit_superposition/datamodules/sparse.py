@@ -108,28 +108,34 @@ class SparseFeatureDataModule(pl.LightningDataModule):
 
     def _device_state(self, device: torch.device) -> tuple[Any, ...]:
         if device not in self._on_device:
-            p = self.feature_probability.to(device).unsqueeze(1)  # (n_instances, 1, n_features)
+            p = self.feature_probability.to(device).unsqueeze(2)  # (n_instances, n_features, 1)
             sets = self.feature_sets.to(device) if self.feature_sets else None
-            self._on_device[device] = (p, p.reciprocal(), sets, torch.Generator(device=device))
+            self._on_device[device] = (-p.reciprocal(), torch.ones((), device=device), sets, torch.Generator(device=device))
         return self._on_device[device]
 
     def make_batch(self, step: int, rank: int = 0, device: torch.device | str = "cpu") -> Tensor:
         """Draw batch ``step`` of rank ``rank`` on ``device``.
 
-        One uniform draw gives both the mask and the magnitude: given ``u < p``, ``1 - u / p`` is
-        uniform on (0, 1]. That halves the random numbers the reference loop draws, and an active
-        feature is never exactly 0, so activity is observable as ``x > 0``.
+        One uniform draw gives both the mask and the magnitude: ``x = max(1 - u / p, 0)`` is 0 when
+        ``u >= p`` and, given ``u < p``, uniform on (0, 1]. That halves the random numbers the
+        reference loop draws, and an active feature is never exactly 0, so activity is observable as
+        ``x > 0``.
 
         Returns:
-            ``(n_instances, batch_size, n_features)`` features.
+            ``(n_instances, batch_size, n_features)`` features, laid out in memory with the batch axis
+            contiguous (``x.transpose(1, 2)`` is contiguous): the layout in which the model's products
+            are fastest.
         """
-        p, inv_p, sets, generator = self._device_state(torch.device(device))
+        neg_inv_p, one, sets, generator = self._device_state(torch.device(device))
         generator.manual_seed(step_seed(self.data_seed, rank, step))
         n_draws = 1 if self.instance_data == "shared" else self.n_instances
-        u = torch.rand(n_draws, self.batch_size, self.n_features, device=p.device, generator=generator)
+        u = torch.rand(n_draws, self.batch_size, self.n_features, device=one.device, generator=generator)
         if sets is not None:
-            return sets.sample(u)
-        return torch.where(u < p, torch.addcmul(torch.ones_like(u), u, inv_p, value=-1.0), 0.0)
+            x = sets.sample(u)  # (n_instances, batch, n_features)
+            return x.transpose(1, 2).contiguous().transpose(1, 2)
+        xT = torch.empty(self.n_instances, self.n_features, self.batch_size, device=one.device)
+        # One pass writes the feature-major layout; 1 - u / p and then max(., 0), both in place.
+        return torch.addcmul(one, u.transpose(1, 2), neg_inv_p, out=xT).clamp_min_(0).transpose(1, 2)
 
     @override
     def train_dataloader(self) -> DataLoader:

@@ -79,3 +79,15 @@ def test_bad_settings_raise(kwargs, message):
     with pytest.raises(ConfigError) as error:
         SparseFeatureDataModule(2, 5, **kwargs)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("instance_data", ["shared", "independent"])
+def test_batch_is_feature_major_and_thresholds_one_uniform_per_feature(instance_data):
+    data = SparseFeatureDataModule(3, 4, feature_probability=P, batch_size=2048, data_seed=5, instance_data=instance_data)
+    x = data.make_batch(step=3)
+    assert x.shape == (3, 2048, 4) and x.transpose(1, 2).is_contiguous()  # the batch axis is contiguous
+    generator = torch.Generator().manual_seed(step_seed(5, 0, 3))
+    u = torch.rand(1 if instance_data == "shared" else 3, 2048, 4, generator=generator)
+    p = torch.tensor(P).unsqueeze(1)  # (n_instances, 1, n_features)
+    assert torch.equal(x > 0, (u < p).expand_as(x))
+    torch.testing.assert_close(x, torch.where(u < p, 1 - u / p, torch.zeros(())))

@@ -1,0 +1,30 @@
+"""The throughput benchmark runs end to end at a tiny size (a smoke test: no timing is asserted)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from tests.conftest import REPO, cli_env
+
+NUMBER = r"\d+\.\d\d"
+RATIOS = re.compile(
+    rf"ratios shared hexagon=({NUMBER}) geometry=({NUMBER}) sweep=({NUMBER})"
+    rf" independent hexagon=({NUMBER}) geometry=({NUMBER}) sweep=({NUMBER})"
+)
+
+
+def test_benchmark_prints_the_ratios_line_last(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "throughput.py"), "--steps", "5", "--warmup", "2",
+         "--repeats", "1", "--batch_size", "64"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    match = RATIOS.fullmatch(last)
+    assert match, last
+    assert all(float(ratio) > 0 for ratio in match.groups())
+    assert "reference" in result.stdout and "torch" in result.stdout  # the table and the versions
+    assert not (tmp_path / "runs").exists()  # runs go to a temporary directory
