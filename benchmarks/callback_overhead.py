@@ -1,4 +1,4 @@
-"""What the default instruments cost: `trainer.fit` on hexagon_patch.yaml with and without them.
+"""What the default instruments cost: `trainer.fit` on the hexagon config (hexagon_scan.yaml, 16 seeds) with and without them.
 
 Runs are interleaved (with, without, with, …) so that load on a shared machine hits both alike, and
 the medians are compared. Usage::
@@ -30,7 +30,7 @@ INSTRUMENTS = (FeatureGradNorms, FeatureLosses, FeatureGeometry, GeometrySnapsho
 
 
 def fit_seconds(steps: int, instruments: bool) -> tuple[float, float]:
-    """Wall and CPU seconds of ``trainer.fit`` on hexagon_patch.yaml, in a fresh temporary directory.
+    """Wall and CPU seconds of ``trainer.fit`` on hexagon_scan.yaml (16 seeds), in a fresh temporary directory.
 
     CPU time (all threads of this process) is the steadier figure on a shared machine: other
     people's load stretches the wall time of both variants by different amounts.
@@ -40,7 +40,7 @@ def fit_seconds(steps: int, instruments: bool) -> tuple[float, float]:
         os.chdir(tmp)
         try:
             cli = build_cli(
-                ["--config", "hexagon_patch.yaml", f"--trainer.max_steps={steps}",
+                ["--config", "hexagon_scan.yaml", "--data.n_instances=16", f"--trainer.max_steps={steps}",
                  "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"],
                 run=False,
             )

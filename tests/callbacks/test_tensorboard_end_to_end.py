@@ -30,7 +30,7 @@ def layout(accumulator: EventAccumulator) -> dict[str, dict[str, list[str]]]:
 
 
 def test_hexagon_config_writes_scalars_figures_layout_report_and_snapshots(in_tmp):
-    cli = build_cli(["fit", "--config", "hexagon_patch", "--trainer.max_steps=200"])
+    cli = build_cli(["fit", "--config", "hexagon_scan", "--data.n_instances=16", "--trainer.max_steps=200"])
     run = Path(cli.trainer.log_dir)
     accumulator = events(run)
     scalars = set(accumulator.Tags()["scalars"])
