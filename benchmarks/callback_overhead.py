@@ -4,6 +4,7 @@ Runs are interleaved (with, without, with, …) so that load on a shared machine
 the medians are compared. Usage::
 
     python benchmarks/callback_overhead.py                 # 10000 steps (the config), 3 repeats each
+    python benchmarks/callback_overhead.py --repeats 5     # steadier: the figure in the README
     python benchmarks/callback_overhead.py --steps 2000 --repeats 5
 """
 
@@ -69,7 +70,7 @@ def main() -> None:
             wall, cpu = fit_seconds(args.steps, instruments)
             times[instruments].append((wall, cpu))
             print(f"{'with' if instruments else 'without'} instruments: {wall:.2f} s wall, {cpu:.2f} s CPU", flush=True)
-    print(f"hexagon_patch.yaml, {args.steps} steps, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"hexagon_scan.yaml (16 seeds), {args.steps} steps, torch {torch.__version__}, {torch.get_num_threads()} threads")
     for k, kind in enumerate(("wall", "CPU")):
         on = statistics.median(t[k] for t in times[True])
         off = statistics.median(t[k] for t in times[False])

@@ -18,7 +18,7 @@ class ElementwiseMean(Metric):
     Example::
 
         mean = ElementwiseMean((8, 5))
-        mean.update(per_feature_loss)  # every step
+        mean.update(per_feature_loss)  # one sample, or several stacked: (n, 8, 5)
         mean.compute()                 # (8, 5), then mean.reset()
     """
 
@@ -32,8 +32,12 @@ class ElementwiseMean(Metric):
         self.add_state("count", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, value: Tensor) -> None:
-        self.total += value.detach()
-        self.count += 1
+        """Add one sample of ``shape``, or a batch of samples stacked on a leading axis."""
+        value = value.detach()
+        if value.dim() == self.total.dim():
+            value = value.unsqueeze(0)
+        self.total += value.sum(dim=0, dtype=torch.float64)
+        self.count += value.shape[0]
 
     def compute(self) -> Tensor:
         return (self.total / self.count.clamp_min(1)).float()

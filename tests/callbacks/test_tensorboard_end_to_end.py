@@ -30,7 +30,7 @@ def layout(accumulator: EventAccumulator) -> dict[str, dict[str, list[str]]]:
 
 
 def test_hexagon_config_writes_scalars_figures_layout_report_and_snapshots(in_tmp):
-    cli = build_cli(["fit", "--config", "hexagon_scan", "--data.n_instances=16", "--trainer.max_steps=200"])
+    cli = build_cli(["fit", "--config", "hexagon_scan", "--data.n_instances=16", "--trainer.max_steps=400"])
     run = Path(cli.trainer.log_dir)
     accumulator = events(run)
     scalars = set(accumulator.Tags()["scalars"])
@@ -38,11 +38,11 @@ def test_hexagon_config_writes_scalars_figures_layout_report_and_snapshots(in_tm
         assert {f"{quantity}/instance_{i:03d}/feature_{f:02d}" for i in range(8) for f in range(6)} <= scalars
         assert not any(tag.startswith(f"{quantity}/instance_008") for tag in scalars)  # first 8 instances only
     assert {"total_norm/instance_000", "frobenius_sq/instance_007", "dimensions_per_feature/instance_003"} <= scalars
-    assert [e.step for e in accumulator.Scalars("grad_norm_W/instance_000/feature_00")] == [100, 200]
-    assert [e.step for e in accumulator.Scalars("feature_norm/instance_000/feature_00")] == [0, 100, 200]
+    assert [e.step for e in accumulator.Scalars("grad_norm_W/instance_000/feature_00")] == [200, 400]
+    assert [e.step for e in accumulator.Scalars("feature_norm/instance_000/feature_00")] == [0, 200, 400]
     images = accumulator.Tags()["images"]
     assert "geometry/polygons" in images and "geometry/feature_geometry" not in images  # p is not swept
-    assert [e.step for e in accumulator.Images("geometry/polygons")] == [0, 200]
+    assert [e.step for e in accumulator.Images("geometry/polygons")] == [0, 400]
 
     charts = layout(accumulator)
     category = charts["instance 003 (init seed 3)"]
@@ -58,7 +58,7 @@ def test_hexagon_config_writes_scalars_figures_layout_report_and_snapshots(in_tm
         assert {"index", "init_seed", "loss", "represented", "n_directions", "geometry", "feature_norms",
                 "dimensionality"} <= set(entry)
     snapshots = torch.load(run / "snapshots.pt", weights_only=True)
-    assert snapshots["step"][0] == 0 and snapshots["step"][-1] == 200
+    assert snapshots["step"][0] == 0 and snapshots["step"][-1] == 400
     torch.testing.assert_close(snapshots["W"][0], cli.model.model.initial_state()["W"], rtol=0, atol=0)
 
 
