@@ -6,7 +6,6 @@ import json
 import re
 import runpy
 import sys
-from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from tensorboard.compat.proto.summary_pb2 import Summary
+from torch import Tensor
 from typing_extensions import override
 
 from lit_superposition.errors import ConfigError
@@ -79,12 +81,15 @@ class MeasurementCallback(pl.Callback):
         self.instances = validate_instances(instances)
         self.interval = every_n_steps or 1
         self.chosen: list[int] = []
+        self.chosen_index: Tensor | None = None  # the chosen instances, on the training device
         self._warned = False
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.interval = self.every_n_steps or trainer.log_every_n_steps
         self.chosen = resolve_instances(self.instances, pl_module.model.n_instances, DEFAULT_PLOTTED_INSTANCES)
+        # The strategy's device, not pl_module.device: the module is moved there only after setup.
+        self.chosen_index = torch.tensor(self.chosen, device=trainer.strategy.root_device)
 
     def writer(self, trainer: pl.Trainer) -> Any | None:
         """The TensorBoard writer on rank zero; None elsewhere, and a warning (once) when there is none."""

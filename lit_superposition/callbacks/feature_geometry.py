@@ -7,7 +7,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
 from typing_extensions import override
 
 from lit_superposition import geometry
@@ -46,7 +45,6 @@ class FeatureGeometry(MeasurementCallback):
         super().__init__(every_n_steps, instances)
         self.threshold = threshold
         self._tags: list[str] = []
-        self._index: Tensor | None = None
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -57,7 +55,6 @@ class FeatureGeometry(MeasurementCallback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._index = torch.tensor(self.chosen, device=pl_module.device)
         self.register_feature_charts(trainer, pl_module, PER_FEATURE)
         writer = self.writer(trainer)
         if writer is not None:
@@ -79,7 +76,7 @@ class FeatureGeometry(MeasurementCallback):
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
         if not trainer.is_global_zero:
             return
-        W = pl_module.model.W.detach()[self._index]  # (k, d_hidden, n_features)
+        W = pl_module.model.W.detach()[self.chosen_index]  # (k, d_hidden, n_features)
         frobenius = geometry.frobenius_sq(W)  # (k,)
         values = torch.cat([
             geometry.feature_norms(W).flatten(),

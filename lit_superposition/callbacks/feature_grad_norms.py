@@ -45,7 +45,6 @@ class FeatureGradNorms(MeasurementCallback):
     def __init__(self, every_n_steps: int | None = None, instances: Sequence[int] | None = None) -> None:
         super().__init__(every_n_steps, instances)
         self._tags: list[str] = []
-        self._index: Tensor | None = None
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -55,7 +54,6 @@ class FeatureGradNorms(MeasurementCallback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._index = torch.tensor(self.chosen, device=pl_module.device)
         self.register_feature_charts(
             trainer, pl_module, {"grad norm ‖∂L/∂W_f‖": "grad_norm_W", "grad norm |∂L/∂b_f|": "grad_norm_b"}
         )
@@ -68,6 +66,6 @@ class FeatureGradNorms(MeasurementCallback):
         model = pl_module.model
         if model.W.grad is None or model.b.grad is None:
             return
-        W_norm, b_norm = feature_grad_norms(model.W.grad[self._index], model.b.grad[self._index])  # (k, n_features) each
+        W_norm, b_norm = feature_grad_norms(model.W.grad[self.chosen_index], model.b.grad[self.chosen_index])  # (k, n_features) each
         values = torch.cat([W_norm.flatten(), b_norm.flatten()]).detach().cpu().tolist()  # syncs the device
         self.log_scalars(trainer, dict(zip(self._tags, values)), step)
