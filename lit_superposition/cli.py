@@ -270,13 +270,8 @@ class LitSuperpositionCLI(LightningCLI):
         if lr_scheduler is None:
             return optimizer
         if isinstance(lr_scheduler, WarmupDecay) and lr_scheduler.total_steps is None:
+            # Its fit with trainer.max_steps was checked before any file was written (_check_schedule).
             max_steps = lightning_module.trainer.max_steps
-            if max_steps <= 0 and lr_scheduler.decay != "constant":
-                raise ConfigError(f"lr_scheduler.decay={lr_scheduler.decay!r} needs trainer.max_steps > 0, got {max_steps}")
-            if 0 < max_steps <= lr_scheduler.warmup_steps and lr_scheduler.decay != "constant":
-                raise ConfigError(
-                    f"lr_scheduler.warmup_steps ({lr_scheduler.warmup_steps}) must be below trainer.max_steps ({max_steps})"
-                )
             lr_scheduler.total_steps = max_steps if max_steps > 0 else None
         # The stream is one endless epoch: schedules must step with the optimizer, not per epoch.
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
