@@ -116,7 +116,7 @@ def lightning_run(
     """``Trainer.fit`` as the CLI builds it from ``config``; returns timed steps per second."""
     p = workload.feature_probability
     probability = (
-        ["--data.feature_probability=lit_superposition.distributions.LogSweep",
+        ["--data.feature_probability=lit_superposition.data.LogSweep",
          "--data.feature_probability.start=1.0", "--data.feature_probability.end=0.05"]
         if p == "sweep" else [f"--data.feature_probability={p}"]
     )

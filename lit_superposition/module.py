@@ -1,23 +1,24 @@
-"""LitToyModel: the ToyModel, its importance-weighted objective, and logging."""
+"""LitToyModel: a model variant, its importance-weighted objective, and logging."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from typing_extensions import override
 
-from lit_superposition.distributions import SpecLike, resolve_importance
+from lit_superposition.data.specs import SpecLike, resolve_importance
 from lit_superposition.errors import ConfigError
-from lit_superposition.model import ToyModel, reconstruction_loss
+from lit_superposition.models import model_class
 
 MAX_DEFAULT_LOGGED_INSTANCES = 32
 
 
 class LitToyModel(pl.LightningModule):
-    """Trains many ReLU-output toy models side by side.
+    """Trains many toy models of one variant side by side.
 
     The loss is ``Σ_i mean_{batch, f} importance[i, f] · (x - x')²``: mean over batch and features,
     summed over instances, as in the Anthropic notebook and ARENA, so instances never interact.
@@ -26,6 +27,9 @@ class LitToyModel(pl.LightningModule):
         n_instances: Models trained side by side (linked from the data section by the CLI).
         n_features: Features per instance (linked from the data section by the CLI).
         d_hidden: Hidden dimensions per instance.
+        variant: The model: ``relu_output`` (default, ``x' = ReLU(Wᵀ W x + b)``), ``linear_output``
+            (``x' = Wᵀ W x + b``), ``hidden_relu`` (``x' = ReLU(Wᵀ ReLU(W x) + b)``), or the class
+            path ``module.Class`` of your own :class:`~lit_superposition.models.ToyModel` subclass.
         importance: Per-feature weight of the loss: a scalar, per-feature list, matrix or spec.
         init_seeds: A base seed (instance ``i`` gets ``base + i``) or one seed per instance.
         logged_instances: Instances whose loss is logged as ``train_loss/instance_NNN``
@@ -50,6 +54,7 @@ class LitToyModel(pl.LightningModule):
         n_instances: int,
         n_features: int,
         d_hidden: int = 2,
+        variant: str = "relu_output",
         importance: SpecLike = 1.0,
         init_seeds: int | list[int] = 0,
         logged_instances: list[int] | None = None,
@@ -58,7 +63,7 @@ class LitToyModel(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         try:
-            self.model = ToyModel(n_instances, n_features, d_hidden, init_seeds)
+            self.model = model_class(variant)(n_instances, n_features, d_hidden, init_seeds)
         except ValueError as error:
             raise ConfigError(str(error)) from None
         self.repeats = repeats
@@ -90,7 +95,7 @@ class LitToyModel(pl.LightningModule):
             The scalar loss and the ``(n_instances, n_features)`` per-feature loss (importance-weighted,
             averaged over the batch).
         """
-        per_feature_loss = reconstruction_loss(self.model, x, self.importance)  # (n_instances, n_features)
+        per_feature_loss = self.model.per_feature_loss(x, self.importance)  # (n_instances, n_features)
         return per_feature_loss.mean(dim=1).sum(), per_feature_loss
 
     @override
@@ -112,6 +117,13 @@ class LitToyModel(pl.LightningModule):
         metrics = {f"train_loss/instance_{i:03d}": value for i, value in zip(self.logged_instances, values[1:])}
         for logger in self.loggers:
             logger.log_metrics(metrics, step=self.global_step)
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints of release 0.1 carry no recorded initial state: theirs was the seeds'.
+        state = checkpoint["state_dict"]
+        for name, value in self.model.initial_state().items():
+            state.setdefault(f"model.initial_{name}", value)
 
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -1,6 +1,6 @@
 """The bundled experiment configs: present, resolving to the seeds' settings, optimizers by flag, bad input.
 
-Every bundled config also runs 20 steps in ``tests/test_cli.py::test_every_bundled_config_runs_a_few_steps``.
+Every bundled config also runs 20 steps in ``tests/cli/test_cli.py::test_every_bundled_config_runs_a_few_steps``.
 """
 
 from __future__ import annotations

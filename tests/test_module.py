@@ -3,7 +3,7 @@ import pytorch_lightning as pl
 import torch
 
 from lit_superposition import LitToyModel, SparseFeatureDataModule
-from lit_superposition.distributions import GeometricDecay
+from lit_superposition.data.specs import GeometricDecay
 from lit_superposition.errors import ConfigError
 
 
@@ -48,7 +48,7 @@ def test_logged_instances_are_validated():
 
 
 def test_repeats_resolve_importance_per_setting_and_keep_init_seeds_distinct():
-    from lit_superposition.distributions import SingleFeatureSweep
+    from lit_superposition.data.specs import SingleFeatureSweep
 
     module = LitToyModel(6, 3, importance=SingleFeatureSweep(feature=1, base=1.0, factors=[2.0, 0.5]), repeats=3)
     assert module.repeats == 3 and module.hparams.repeats == 3

@@ -14,8 +14,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_superposition.cli import build_cli
-from lit_superposition.datamodules import SparseFeatureDataModule
-from lit_superposition.model import ToyModel
+from lit_superposition.data import SparseFeatureDataModule
+from lit_superposition.models import ReLUOutputModel
 from tests.conftest import cli_env, run_command
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -166,7 +166,7 @@ def test_a_signal_during_fit_leaves_last_ckpt_and_events_and_the_run_resumes(tmp
 
 def _reference_ddp_weights(steps: int, lr: float) -> dict[str, torch.Tensor]:
     """Two ranks' gradients averaged every step, in a plain PyTorch loop: what DDP must compute."""
-    model = ToyModel(n_instances=8, n_features=5, d_hidden=2, init_seeds=0)
+    model = ReLUOutputModel(n_instances=8, n_features=5, d_hidden=2, init_seeds=0)
     data = SparseFeatureDataModule(n_instances=8, n_features=5, feature_probability=0.05, batch_size=64)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     for step in range(steps):
@@ -199,5 +199,5 @@ def test_ddp_on_two_cpu_processes_syncs_gradients_over_distinct_data(tmp_path):
     for name, tensor in expected.items():
         torch.testing.assert_close(weights[name], tensor, rtol=1e-5, atol=1e-6)
     # Rank 0's data alone gives other weights: the ranks drew distinct batches.
-    single = ToyModel(8, 5, 2, 0)
+    single = ReLUOutputModel(8, 5, 2, 0)
     assert not torch.allclose(weights["model.W"], single.W.detach())

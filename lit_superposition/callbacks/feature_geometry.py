@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from typing_extensions import override
 
-from lit_superposition import geometry
+from lit_superposition.analysis import geometry, neurons
 from lit_superposition.callbacks.base import MeasurementCallback, add_custom_scalars
 
 PER_FEATURE = {"feature norm ‖W_f‖": "feature_norm", "dimensionality D_f": "dimensionality", "interference": "interference"}
@@ -27,7 +27,9 @@ class FeatureGeometry(MeasurementCallback):
     ``interference`` as ``QUANTITY/instance_NNN/feature_FF``. Per instance (one multi-line chart per
     quantity, one line per instance): ``total_norm`` (``‖W‖_F``), ``frobenius_sq`` (``‖W‖²_F``) and
     ``dimensions_per_feature`` (``d_hidden / ‖W‖²_F``) as ``QUANTITY/instance_NNN``. Step 0 is the
-    initialization.
+    initialization. For a model with a privileged basis (``hidden_relu``) also, per neuron,
+    ``neuron_top_share/instance_NNN/neuron_NN``: the share of the neuron's squared weight on its top
+    feature (1: monosemantic; below: polysemantic).
 
     Args:
         every_n_steps: Steps between measurements (default: ``trainer.log_every_n_steps``).
@@ -45,6 +47,7 @@ class FeatureGeometry(MeasurementCallback):
         super().__init__(every_n_steps, instances)
         self.threshold = threshold
         self._tags: list[str] = []
+        self._neurons = False
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -52,11 +55,21 @@ class FeatureGeometry(MeasurementCallback):
         n_features = pl_module.model.n_features
         self._tags = [tag for q in PER_FEATURE.values() for tag in self.feature_tags(q, n_features)]
         self._tags += [f"{q}/instance_{i:03d}" for q in PER_INSTANCE.values() for i in self.chosen]
+        self._neurons = pl_module.model.privileged_basis
+        if self._neurons:
+            d_hidden = pl_module.model.d_hidden
+            self._tags += [f"neuron_top_share/instance_{i:03d}/neuron_{n:02d}" for i in self.chosen for n in range(d_hidden)]
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.register_feature_charts(trainer, pl_module, PER_FEATURE)
         writer = self.writer(trainer)
+        if writer is not None and self._neurons:
+            add_custom_scalars(writer, {
+                f"instance {i:03d} (init seed {pl_module.model.init_seeds[i]})": {
+                    "neuron top-feature share": [rf"^neuron_top_share/instance_{i:03d}/neuron_\d+$"]
+                } for i in self.chosen
+            })
         if writer is not None:
             index = "|".join(f"{i:03d}" for i in self.chosen)
             add_custom_scalars(
@@ -85,5 +98,6 @@ class FeatureGeometry(MeasurementCallback):
             frobenius.sqrt(),
             frobenius,
             geometry.dimensions_per_feature(W),
+            *([neurons.top_feature_share(W).flatten()] if self._neurons else []),
         ]).cpu().tolist()  # syncs the device
         self.log_scalars(trainer, dict(zip(self._tags, values)), step)

@@ -11,7 +11,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lit_superposition.callbacks.base import MeasurementCallback
-from lit_superposition.metrics import ElementwiseMean
+from lit_superposition.callbacks.metrics import ElementwiseMean
 
 #: Steps whose losses are stacked on the device before one aggregator update: a torchmetrics update
 #: costs tens of microseconds of Python, a copy into the stack a few.
@@ -22,7 +22,7 @@ class FeatureLosses(MeasurementCallback):
     """Logs each chosen instance's per-feature loss, averaged over every step of the interval.
 
     Every step's ``pl_module.per_feature_loss`` (``(n_instances, n_features)``, importance-weighted)
-    goes into an :class:`~lit_superposition.metrics.ElementwiseMean` on the training device (no sync;
+    goes into an :class:`~lit_superposition.callbacks.metrics.ElementwiseMean` on the training device (no sync;
     up to 64 steps are stacked and added in one update, so every step counts exactly once); at the
     end of each interval the mean is logged as ``feature_loss/instance_NNN/feature_FF`` and reset. The
     latest interval mean of all instances stays available as ``interval_mean``.

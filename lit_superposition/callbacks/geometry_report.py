@@ -14,8 +14,8 @@ from rich.table import Table
 from torch import Tensor
 from typing_extensions import override
 
-from lit_superposition import geometry
-from lit_superposition.atomic import atomic_write_text
+from lit_superposition.analysis import geometry, neurons
+from lit_superposition.analysis.files import atomic_write_text
 from lit_superposition.errors import ConfigError
 
 REPORT_FILE = "report.json"
@@ -29,8 +29,9 @@ class GeometryReport(pl.Callback):
     Per instance: ``index``, ``init_seed``, ``loss``, ``per_feature_loss``, ``represented`` (feature
     indices with ``‖W_f‖ > threshold``), ``n_directions``, ``geometry`` (the polygon name when
     ``d_hidden = 2``, else the nearest dimensionality fraction of each feature, e.g. ``"3/4"``),
-    ``regular`` (2-D only), ``feature_norms``, ``dimensionality``, ``bias`` and, when the datamodule
-    has one, ``feature_probability``. With repeats (``pl_module.repeats > 1``: instance ``i`` is
+    ``regular`` (2-D only), ``feature_norms``, ``dimensionality``, ``bias``, when the datamodule
+    has one, ``feature_probability``, and for a model with a privileged basis ``neurons``: per
+    neuron its ``top_feature``, ``top_share`` (of its squared weight) and ``weights``. With repeats (``pl_module.repeats > 1``: instance ``i`` is
     repeat ``i % repeats`` of setting ``i // repeats``) also ``setting``, ``repeat`` and
     ``best_repeat`` (the lowest loss of its setting).
 
@@ -108,6 +109,9 @@ class GeometryReport(pl.Callback):
             n_directions = geometry.count_directions(W, self.threshold, self.angle_tolerance)
             names = geometry.nearest_fraction(D)
         p = getattr(trainer.datamodule, "feature_probability", None) if trainer.datamodule is not None else None
+        neuron_share = neuron_top = None
+        if model.privileged_basis:
+            neuron_share, neuron_top = neurons.top_feature_share(W), neurons.top_feature(W)  # (n_instances, d_hidden) each
         instances = []
         for i in range(model.n_instances):
             entry = {
@@ -126,6 +130,11 @@ class GeometryReport(pl.Callback):
                 entry["regular"] = shapes[i].regular
             if isinstance(p, Tensor):
                 entry["feature_probability"] = p[i].tolist()
+            if neuron_share is not None:
+                entry["neurons"] = [
+                    {"top_feature": int(f), "top_share": float(s), "weights": w}
+                    for f, s, w in zip(neuron_top[i], neuron_share[i], W[i].tolist())
+                ]
             instances.append(entry)
         repeats = int(getattr(pl_module, "repeats", 1) or 1)
         if repeats > 1:
@@ -140,6 +149,7 @@ class GeometryReport(pl.Callback):
             "n_instances": model.n_instances,
             "n_features": model.n_features,
             "d_hidden": model.d_hidden,
+            "variant": type(model).__name__,
             "threshold": self.threshold,
             "repeats": repeats,
             "loss_definition": (

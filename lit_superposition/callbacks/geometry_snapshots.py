@@ -13,9 +13,9 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
-from lit_superposition import plotting
-from lit_superposition.geometry import classify_2d
-from lit_superposition.atomic import atomic_torch_save
+from lit_superposition.analysis import plotting
+from lit_superposition.analysis.geometry import classify_2d
+from lit_superposition.analysis.files import atomic_torch_save
 from lit_superposition.callbacks.base import (
     MeasurementCallback,
     resolve_instances,
@@ -43,12 +43,13 @@ class GeometrySnapshots(MeasurementCallback):
     Snapshots go to ``snapshots.pt`` in the run directory, rewritten atomically after every capture
     (temporary file + ``os.replace``), as a dict ``{"step": (n_snapshots,), "W": (n_snapshots,
     n_instances, d_hidden, n_features), "b": (n_snapshots, n_instances, n_features), "init_seeds":
-    (n_instances,)}``; load it with ``torch.load(path, weights_only=True)``. Step 0 is captured in
+    (n_instances,)}`` (a variant with more trained tensors adds one entry per tensor); load it with ``torch.load(path, weights_only=True)``. Step 0 is captured in
     ``on_train_start``, after any ``on_fit_start`` change to the initial weights (weight patching), so
     it is what training started from. The last step is always captured.
 
     Figures (``geometry/polygons``: the canonicalized 2-D solutions in a grid, coloured by feature;
     ``geometry/WtW``: ``WᵀW`` heatmaps with feature-norm bars when ``d_hidden > 2``;
+    ``geometry/neurons``: the neuron × feature weights of models with a privileged basis;
     ``geometry/feature_geometry``: ARENA's plot when the instances sweep ``p``) are drawn at the
     start, at the end, and every ``figure_every_n_steps`` (each costs a few tenths of a second).
 
@@ -86,8 +87,9 @@ class GeometrySnapshots(MeasurementCallback):
         self.figure_every_n_steps = figure_every_n_steps
         self.schedule: list[int] = []
         self.steps: list[int] = []
-        self.W: list[Tensor] = []  # each (n_instances, d_hidden, n_features), CPU
-        self.b: list[Tensor] = []  # each (n_instances, n_features), CPU
+        # Every trained tensor of the model by name, one CPU copy per snapshot: W is
+        # (n_instances, d_hidden, n_features) and b (n_instances, n_features) for every variant.
+        self.tensors: dict[str, list[Tensor]] = {}
         self._next = 0  # the next scheduled step
         self._path: Path | None = None
 
@@ -136,16 +138,15 @@ class GeometrySnapshots(MeasurementCallback):
             return
         model = pl_module.model
         self.steps.append(trainer.global_step)
-        self.W.append(model.W.detach().cpu().clone())  # syncs the device
-        self.b.append(model.b.detach().cpu().clone())
+        for name in model.parameter_names:
+            self.tensors.setdefault(name, []).append(getattr(model, name).detach().cpu().clone())  # syncs the device
         atomic_torch_save(self.snapshots(pl_module), self._path)
 
     def snapshots(self, pl_module: pl.LightningModule) -> dict[str, Tensor]:
         """The snapshot file's content."""
         return {
             "step": torch.tensor(self.steps, dtype=torch.long),
-            "W": torch.stack(self.W),
-            "b": torch.stack(self.b),
+            **{name: torch.stack(values) for name, values in self.tensors.items()},
             "init_seeds": torch.tensor(pl_module.model.init_seeds, dtype=torch.long),
         }
 
@@ -165,6 +166,9 @@ class GeometrySnapshots(MeasurementCallback):
         else:
             titles = [f"instance {i} (seed {seeds[i]})" for i in self.chosen]
             writer.add_figure("geometry/WtW", plotting.wtw_grid(W, self.chosen, titles), step)
+        if model.privileged_basis:
+            titles = [f"instance {i} (seed {seeds[i]})" for i in self.chosen]
+            writer.add_figure("geometry/neurons", plotting.neuron_weights(W, self.chosen, titles), step)
         p = getattr(trainer.datamodule, "feature_probability", None) if trainer.datamodule is not None else None
         if isinstance(p, Tensor) and plotting.is_probability_sweep(p):
             writer.add_figure("geometry/feature_geometry", plotting.feature_geometry(W, p, self.threshold), step)
@@ -173,10 +177,10 @@ class GeometrySnapshots(MeasurementCallback):
     def state_dict(self) -> dict[str, Any]:
         if not self.steps:
             return {}
-        return {"step": torch.tensor(self.steps, dtype=torch.long), "W": torch.stack(self.W), "b": torch.stack(self.b)}
+        return {"step": torch.tensor(self.steps, dtype=torch.long), **{n: torch.stack(v) for n, v in self.tensors.items()}}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict:
             self.steps = [int(s) for s in state_dict["step"]]
-            self.W, self.b = list(state_dict["W"].unbind(0)), list(state_dict["b"].unbind(0))
+            self.tensors = {name: list(value.unbind(0)) for name, value in state_dict.items() if name != "step"}

@@ -11,7 +11,7 @@ from rich.table import Table
 from typing_extensions import override
 
 from lit_superposition.errors import ConfigError
-from lit_superposition.patching import (
+from lit_superposition.analysis.patching import (
     Triple,
     apply_initial_state,
     pair_from_scan,
@@ -75,7 +75,8 @@ class WeightPatching(Callback):
                 f"WeightPatching has {len(self.triples)} triples, so data.n_instances must be {self.n_instances}"
                 f" (base, patched, donor per triple), got {model.n_instances}"
             )
-        self._initial_state = patched_initial_state(self.triples, model.d_hidden, model.n_features)
+        self._initial_state = patched_initial_state(self.triples, type(model), model.d_hidden, model.n_features)
+        # Labels for every instance from the start; the weights are written in on_fit_start.
         model.init_seeds = list(self._initial_state["init_seeds"])
 
     @override

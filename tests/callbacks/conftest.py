@@ -8,7 +8,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
-from lit_superposition.datamodules import SparseFeatureDataModule
+from lit_superposition.data import SparseFeatureDataModule
 from lit_superposition.module import LitToyModel
 
 

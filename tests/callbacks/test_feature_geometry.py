@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lit_superposition import geometry
+from lit_superposition.analysis import geometry
 from lit_superposition.callbacks import FeatureGeometry
 from tests.callbacks.conftest import make_trainer, small_setup
 

@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from lit_superposition import atomic
+from lit_superposition.analysis import files as atomic
 from lit_superposition.callbacks import GeometrySnapshots
 from lit_superposition.callbacks.geometry_snapshots import snapshot_schedule
 from lit_superposition.errors import ConfigError

@@ -12,7 +12,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from lit_superposition.callbacks import GracefulStop, NonFiniteLossStop, RunCheckpoint
-from lit_superposition.datamodules import SparseFeatureDataModule
+from lit_superposition.data import SparseFeatureDataModule
 from lit_superposition.errors import ConfigError, NonFiniteLossError
 from lit_superposition.module import LitToyModel
 

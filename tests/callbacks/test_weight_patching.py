@@ -6,8 +6,8 @@ from pytorch_lightning.callbacks import Callback
 from lit_superposition import LitToyModel, SparseFeatureDataModule
 from lit_superposition.callbacks.weight_patching import WeightPatching
 from lit_superposition.errors import ConfigError
-from lit_superposition.model import initial_weights
-from lit_superposition.patching import Triple, load_donor
+from lit_superposition.models import ReLUOutputModel, xavier_columns
+from lit_superposition.analysis.patching import Triple, load_donor
 
 
 class FirstStepProbe(Callback):
@@ -39,7 +39,7 @@ def test_training_starts_from_the_patched_init_with_fresh_optimizer_state():
     triples = [Triple(base_seed=4, donor_seed=30, features=[5]), Triple(base_seed=8, donor_seed=37, features=[0, 2])]
     _, module = _fit(6, [WeightPatching(triples=triples), probe], init_seeds=1000)
     for k, triple in enumerate(triples):
-        base, donor = initial_weights(triple.base_seed, 2, 6), initial_weights(triple.donor_seed, 2, 6)
+        base, donor = xavier_columns(triple.base_seed, 2, 6), xavier_columns(triple.donor_seed, 2, 6)
         kept = [f for f in range(6) if f not in triple.features]
         assert torch.equal(probe.W[3 * k], base)
         assert torch.equal(probe.W[3 * k + 1][:, triple.features], donor[:, triple.features])
@@ -60,9 +60,9 @@ def test_donor_from_a_checkpoint_at_step_0_or_its_own_step(tmp_path):
     path = tmp_path / "donor.ckpt"
     trainer.save_checkpoint(path)
     at_init = load_donor(str(path), instance=1, step=0)
-    assert torch.equal(at_init.W, initial_weights(8, 2, 6)) and at_init.seed == 8
+    assert torch.equal(at_init.state["W"], xavier_columns(8, 2, 6)) and at_init.seed == 8
     trained = load_donor(str(path), instance=1, step=5)
-    assert torch.equal(trained.W, module.model.W[1].detach())
+    assert torch.equal(trained.state["W"], module.model.W[1].detach())
     with pytest.raises(ConfigError, match="holds step 5"):
         load_donor(str(path), instance=1, step=3)
 

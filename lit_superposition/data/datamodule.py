@@ -13,8 +13,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 from typing_extensions import override
 
-from lit_superposition.datamodules.sets import FeatureSets
-from lit_superposition.distributions import SpecLike, check_repeats, resolve_feature_probability
+from lit_superposition.data.sets import FeatureSets
+from lit_superposition.data.specs import SpecLike, check_repeats, resolve_feature_probability
 from lit_superposition.errors import ConfigError
 
 InstanceData = Literal["shared", "independent"]
@@ -58,7 +58,7 @@ class SparseFeatureDataModule(pl.LightningDataModule):
     Args:
         n_instances: Models trained side by side, all repeats together (linked to the model by the CLI).
         n_features: Features per instance (linked to the model by the CLI).
-        feature_probability: ``p``: a scalar, per-feature list, matrix or spec (see ``distributions``).
+        feature_probability: ``p``: a scalar, per-feature list, matrix or spec (see ``lit_superposition.data.specs``).
         batch_size: Samples per step and instance.
         data_seed: Seeds the stream; batch ``k`` depends only on ``(data_seed, global_rank, k)``.
         instance_data: ``"shared"``: one uniform draw per step serves every instance, each with its

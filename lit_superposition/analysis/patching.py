@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from lit_superposition.errors import ConfigError
-from lit_superposition.model import ToyModel, initial_weights, resolve_init_seeds
+from lit_superposition.models import ToyModel, resolve_init_seeds
 
 ROLES = ("base", "patched", "donor")
 
@@ -53,10 +53,9 @@ class Triple:
 
 @dataclass
 class DonorState:
-    """The donor's weights at the chosen step: ``W`` ``(d_hidden, n_features)``, ``b`` ``(n_features,)``."""
+    """One instance's tensors at the chosen step, by name (``W`` ``(d_hidden, n_features)``, ``b`` ``(n_features,)``, ...)."""
 
-    W: Tensor
-    b: Tensor
+    state: dict[str, Tensor]
     seed: int | None
 
 
@@ -70,87 +69,103 @@ def _load(path: str) -> dict[str, Any]:
         raise ConfigError(f"donor_file {path!r} is not a snapshot file or checkpoint: {error}") from None
 
 
-def load_donor(path: str, instance: int = 0, step: int = 0) -> DonorState:
-    """Read one instance's weights at ``step`` from a snapshot file or a Lightning checkpoint.
+def _checkpoint_state(content: dict[str, Any], path: str, step: int, model_cls: type[ToyModel]) -> tuple[dict[str, Tensor], list[int] | None]:
+    """The model's tensors of a Lightning checkpoint at its own step, or at step 0 (its recorded initial state)."""
+    state = content["state_dict"]
+    names = [key.removeprefix("model.") for key in state if key.startswith("model.") and not key.startswith("model.initial_")]
+    hparams = content.get("hyper_parameters", {})
+    n_instances = state["model.W"].shape[0]
+    seeds = resolve_init_seeds(hparams["init_seeds"], n_instances) if "init_seeds" in hparams else None
+    saved_step = content.get("global_step", 0)
+    if step == saved_step:
+        return {name: state[f"model.{name}"] for name in names}, seeds
+    if step != 0:
+        raise ConfigError(f"checkpoint {path!r} holds step {saved_step} (and step 0), not donor_step {step}")
+    if all(f"model.initial_{name}" in state for name in names):  # the recorded initial state (patches included)
+        return {name: state[f"model.initial_{name}"] for name in names}, seeds
+    if seeds is None:  # a release-0.1 checkpoint: its step 0 was its seeds'
+        raise ConfigError(f"checkpoint {path!r} has no recorded initial state and no init_seeds: cannot read its step 0")
+    W = state["model.W"]
+    return model_cls.seeded_state(seeds, W.shape[1], W.shape[2]), seeds
 
-    A snapshot file holds every saved step. A checkpoint holds its own step, and step 0, which is
-    recomputed from the init seeds in its hyperparameters.
+
+def load_donor(path: str, instance: int = 0, step: int = 0, model_cls: type[ToyModel] = ToyModel) -> DonorState:
+    """Read one instance's tensors at ``step`` from a snapshot file or a Lightning checkpoint.
+
+    A snapshot file holds every saved step. A checkpoint holds its own step, and step 0: the
+    initial state it recorded (what the run really started from, patches included).
     """
     content = _load(path)
     if "step" in content and "W" in content:  # a GeometrySnapshots file
-        W_all, b_all, steps = content["W"], content["b"], content["step"].tolist()
+        steps = content["step"].tolist()
         if step not in steps:
             raise ConfigError(f"donor_step {step} is not saved in {path!r}; saved steps: {steps}")
-        W, b = W_all[steps.index(step)], b_all[steps.index(step)]  # (n_instances, d_hidden, n_features)
+        names = [name for name, value in content.items() if name not in ("step", "init_seeds") and isinstance(value, Tensor)]
+        state = {name: content[name][steps.index(step)] for name in names}  # each (n_instances, ...)
         seeds = content.get("init_seeds")
         seeds = None if seeds is None else [int(s) for s in seeds]
-    elif "state_dict" in content:  # a Lightning checkpoint of LitToyModel
-        state = content["state_dict"]
-        W, b = state["model.W"], state["model.b"]
-        hparams = content.get("hyper_parameters", {})
-        seeds = resolve_init_seeds(hparams["init_seeds"], W.shape[0]) if "init_seeds" in hparams else None
-        if step == 0 and content.get("global_step", 0) != 0:
-            if seeds is None:
-                raise ConfigError(f"checkpoint {path!r} has no init_seeds: cannot recompute its step 0")
-            W = torch.stack([initial_weights(s, W.shape[1], W.shape[2]) for s in seeds])
-            b = torch.zeros_like(b)
-        elif step not in (0, content.get("global_step", 0)):
-            raise ConfigError(
-                f"checkpoint {path!r} holds step {content.get('global_step')} (and step 0), not donor_step {step}"
-            )
+    elif "state_dict" in content and "model.W" in content["state_dict"]:  # a Lightning checkpoint of LitToyModel
+        state, seeds = _checkpoint_state(content, path, step, model_cls)
     else:
         raise ConfigError(f"donor_file {path!r} is neither a snapshot file nor a LitToyModel checkpoint")
-    if not 0 <= instance < W.shape[0]:
-        raise ConfigError(f"donor_instance {instance} out of range: {path!r} has instances 0..{W.shape[0] - 1}")
-    return DonorState(W=W[instance].float(), b=b[instance].float(), seed=None if seeds is None else seeds[instance])
+    n_instances = state["W"].shape[0]
+    if not 0 <= instance < n_instances:
+        raise ConfigError(f"donor_instance {instance} out of range: {path!r} has instances 0..{n_instances - 1}")
+    return DonorState({name: value[instance].float() for name, value in state.items()}, None if seeds is None else seeds[instance])
 
 
-def donor_state(triple: Triple, d_hidden: int, n_features: int) -> DonorState:
+def donor_state(triple: Triple, model_cls: type[ToyModel], d_hidden: int, n_features: int) -> DonorState:
     """The donor of a triple, from its seed or its file."""
     if triple.donor_seed is not None:
-        return DonorState(initial_weights(triple.donor_seed, d_hidden, n_features), torch.zeros(n_features), triple.donor_seed)
-    donor = load_donor(triple.donor_file, triple.donor_instance, triple.donor_step)
-    if tuple(donor.W.shape) != (d_hidden, n_features):
-        raise ConfigError(
-            f"donor_file {triple.donor_file!r} has W of shape (d_hidden, n_features) = {tuple(donor.W.shape)},"
-            f" the model has ({d_hidden}, {n_features})"
-        )
+        return DonorState(model_cls.instance_initial_state(triple.donor_seed, d_hidden, n_features), triple.donor_seed)
+    donor = load_donor(triple.donor_file, triple.donor_instance, triple.donor_step, model_cls)
+    expected = model_cls.instance_initial_state(0, d_hidden, n_features)
+    for name, value in expected.items():
+        if name not in donor.state or donor.state[name].shape != value.shape:
+            found = tuple(donor.state[name].shape) if name in donor.state else "nothing"
+            raise ConfigError(
+                f"donor_file {triple.donor_file!r} has {name} of shape {found} per instance,"
+                f" the model's is {tuple(value.shape)} (d_hidden={d_hidden}, n_features={n_features})"
+            )
     return donor
 
 
-def patched_initial_state(triples: list[Triple], d_hidden: int, n_features: int) -> dict[str, Any]:
-    """The initial ``W``, ``b`` and init seeds of a patch experiment, laid out (base, patched, donor) per triple.
+def patched_initial_state(triples: list[Triple], model_cls: type[ToyModel], d_hidden: int, n_features: int) -> dict[str, Any]:
+    """The initial tensors and init seeds of a patch experiment, laid out (base, patched, donor) per triple.
+
+    The patched base is the base seed's initial state with the feature columns of the model's
+    ``patched_parameters`` (for the bundled variants: the columns of ``W``) taken from the donor.
 
     Returns:
-        ``{"W": (3 * n_triples, d_hidden, n_features), "b": (3 * n_triples, n_features),
-        "init_seeds": [...]}``; a file donor without a known seed gets seed -1.
+        ``{"state": {name: (3 * n_triples, ...)}, "init_seeds": [...]}``; a file donor without a
+        known seed gets seed -1.
     """
-    W, b, seeds = [], [], []
+    states, seeds = [], []
     for triple in triples:
         bad = [f for f in triple.features if not 0 <= f < n_features]
         if bad:
             raise ConfigError(f"patched features {bad} out of range: features are 0..{n_features - 1}")
-        donor = donor_state(triple, d_hidden, n_features)
-        base = initial_weights(triple.base_seed, d_hidden, n_features)  # (d_hidden, n_features)
-        patched = base.clone()
-        patched[:, triple.features] = donor.W[:, triple.features]
-        W += [base, patched, donor.W]
-        b += [torch.zeros(n_features), torch.zeros(n_features), donor.b]
+        donor = donor_state(triple, model_cls, d_hidden, n_features)
+        base = model_cls.instance_initial_state(triple.base_seed, d_hidden, n_features)
+        patched = {name: value.clone() for name, value in base.items()}
+        for name, axis in model_cls.patched_parameters.items():
+            index = [slice(None)] * patched[name].ndim
+            index[axis] = triple.features
+            patched[name][tuple(index)] = donor.state[name][tuple(index)]
+        states += [base, patched, {name: donor.state[name] for name in base}]
         seeds += [triple.base_seed, triple.base_seed, -1 if donor.seed is None else donor.seed]
-    return {"W": torch.stack(W), "b": torch.stack(b), "init_seeds": seeds}
+    return {"state": {name: torch.stack([s[name] for s in states]) for name in states[0]}, "init_seeds": seeds}
 
 
-@torch.no_grad()
-def apply_initial_state(model: ToyModel, state: dict[str, Any]) -> None:
-    """Write a patch experiment's initial state into ``model`` in place (same Parameter objects)."""
-    if tuple(state["W"].shape) != tuple(model.W.shape):
+def apply_initial_state(model: ToyModel, initial: dict[str, Any]) -> None:
+    """Start ``model`` from a patch experiment's initial state (in place, recorded as its initial state)."""
+    n = initial["state"]["W"].shape[0]
+    if n != model.n_instances:
         raise ConfigError(
-            f"the patch experiment has {state['W'].shape[0]} instances (3 per triple: base, patched, donor),"
-            f" the model has {model.n_instances}: set data.n_instances to {state['W'].shape[0]}"
+            f"the patch experiment has {n} instances (3 per triple: base, patched, donor),"
+            f" the model has {model.n_instances}: set data.n_instances to {n}"
         )
-    model.W.copy_(state["W"])
-    model.b.copy_(state["b"])
-    model.init_seeds = list(state["init_seeds"])
+    model.set_initial_state(initial["state"], initial["init_seeds"])
 
 
 def pair_from_scan(report: str | dict[str, Any], max_triples: int = 8, base: str = "pentagon", donor: str = "hexagon") -> list[Triple]:

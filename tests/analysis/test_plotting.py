@@ -7,7 +7,7 @@ import io
 import torch
 from matplotlib.figure import Figure
 
-from lit_superposition import plotting
+from lit_superposition.analysis import plotting
 
 
 def _draws(fig: Figure) -> None:

@@ -22,7 +22,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from lit_superposition import geometry  # noqa: E402
+from lit_superposition.analysis import geometry, neurons  # noqa: E402
 
 
 def feature_colors(n_features: int) -> np.ndarray:
@@ -174,4 +174,41 @@ def feature_geometry(W: Tensor, feature_probability: Tensor, threshold: float = 
     bottom.set_xscale("log")
     bottom.set_ylim(-0.05, 1.1)
     fig.tight_layout()
+    return fig
+
+
+def neuron_weights(W: Tensor, instances: Sequence[int] | None = None, titles: Sequence[str] | None = None) -> Figure:
+    """Neuron × feature weight heatmaps, one panel per instance (ARENA 1.3.1's neuron plots).
+
+    Rows are neurons (hidden units), columns features; blue-red on a symmetric scale, each row
+    labelled with its top-feature share (monosemantic near 1, polysemantic below).
+
+    Args:
+        W: ``(n_instances, d_hidden, n_features)``.
+        instances: Which instances to draw (default: all; keep it to a handful).
+        titles: One title per drawn instance (default: the instance index).
+    """
+    W, chosen = _select(W, instances)
+    titles = titles or [f"instance {i}" for i in chosen]
+    share = neurons.top_feature_share(W).numpy()  # (n, d_hidden)
+    n, d_hidden, n_features = W.shape
+    ncols = min(n, 4) or 1
+    nrows = max(1, math.ceil(n / ncols))
+    fig = Figure(figsize=(0.35 * n_features * ncols + 1.5 * ncols + 1.0, 0.35 * d_hidden * nrows + 1.0 * nrows + 0.4), dpi=80)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    limit = max(1e-6, float(W.abs().max())) if n else 1.0
+    image = None
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        image = ax.imshow(W[k].numpy(), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+        ax.set_title(titles[k], fontsize=8)
+        ax.set_xlabel("feature", fontsize=7)
+        ax.set_ylabel("neuron", fontsize=7)
+        ax.set_xticks(range(n_features))
+        ax.set_yticks(range(d_hidden), [f"{j} ({share[k, j]:.2f})" for j in range(d_hidden)])
+        ax.tick_params(labelsize=6)
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.7, label="weight")
     return fig

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from lit_superposition.errors import ConfigError
-from lit_superposition.model import ToyModel, initial_weights
-from lit_superposition.patching import (
+from lit_superposition.models import ReLUOutputModel, xavier_columns
+from lit_superposition.analysis.patching import (
     Triple,
     apply_initial_state,
     load_donor,
@@ -16,13 +16,13 @@ from lit_superposition.patching import (
 
 
 def test_patched_state_is_base_init_except_patched_columns():
-    state = patched_initial_state([Triple(base_seed=3, donor_seed=17, features=[1, 4])], d_hidden=2, n_features=6)
-    base, donor = initial_weights(3, 2, 6), initial_weights(17, 2, 6)
-    W = state["W"]  # (3, 2, 6): base, patched, donor
+    state = patched_initial_state([Triple(base_seed=3, donor_seed=17, features=[1, 4])], ReLUOutputModel, d_hidden=2, n_features=6)
+    base, donor = xavier_columns(3, 2, 6), xavier_columns(17, 2, 6)
+    W = state["state"]["W"]  # (3, 2, 6): base, patched, donor
     assert torch.equal(W[0], base) and torch.equal(W[2], donor)
     assert torch.equal(W[1][:, [1, 4]], donor[:, [1, 4]])
     assert torch.equal(W[1][:, [0, 2, 3, 5]], base[:, [0, 2, 3, 5]])
-    assert torch.equal(state["b"], torch.zeros(3, 6))
+    assert torch.equal(state["state"]["b"], torch.zeros(3, 6))
     assert state["init_seeds"] == [3, 3, 17]
 
 
@@ -32,9 +32,9 @@ def test_donor_from_a_snapshot_file_at_any_saved_step(tmp_path):
     path = tmp_path / "snapshots.pt"
     torch.save({"step": torch.tensor([0, 10, 20]), "W": W, "b": b, "init_seeds": torch.tensor([5, 6, 7, 8])}, path)
     donor = load_donor(str(path), instance=2, step=10)
-    assert torch.equal(donor.W, W[1, 2]) and torch.equal(donor.b, b[1, 2]) and donor.seed == 7
-    state = patched_initial_state([Triple(base_seed=0, donor_file=str(path), donor_instance=2, donor_step=10, features=[3])], 2, 6)
-    assert torch.equal(state["W"][1][:, 3], W[1, 2][:, 3]) and torch.equal(state["W"][2], W[1, 2])
+    assert torch.equal(donor.state["W"], W[1, 2]) and torch.equal(donor.state["b"], b[1, 2]) and donor.seed == 7
+    state = patched_initial_state([Triple(base_seed=0, donor_file=str(path), donor_instance=2, donor_step=10, features=[3])], ReLUOutputModel, 2, 6)
+    assert torch.equal(state["state"]["W"][1][:, 3], W[1, 2][:, 3]) and torch.equal(state["state"]["W"][2], W[1, 2])
     with pytest.raises(ConfigError, match="donor_step 5 is not saved"):
         load_donor(str(path), instance=0, step=5)
     with pytest.raises(ConfigError, match="donor_instance 9 out of range"):
@@ -58,7 +58,7 @@ def test_files_load_weights_only_so_no_pickled_code_runs(tmp_path):
         (lambda: Triple(base_seed=0, features=[1]), "exactly one of donor_seed and donor_file"),
         (lambda: Triple(base_seed=0, donor_seed=1, features=[]), "at least one feature"),
         (lambda: Triple(base_seed=0, donor_file="/no/such/file.pt", features=[1]), "does not exist"),
-        (lambda: patched_initial_state([Triple(base_seed=0, donor_seed=1, features=[6])], 2, 6), "out of range"),
+        (lambda: patched_initial_state([Triple(base_seed=0, donor_seed=1, features=[6])], ReLUOutputModel, 2, 6), "out of range"),
     ],
 )
 def test_bad_patches_raise_one_line(make, message):
@@ -69,18 +69,18 @@ def test_bad_patches_raise_one_line(make, message):
 def test_mismatched_donor_shape_raises(tmp_path):
     path = tmp_path / "snapshots.pt"
     torch.save({"step": torch.tensor([0]), "W": torch.zeros(1, 1, 3, 6), "b": torch.zeros(1, 1, 6)}, path)
-    with pytest.raises(ConfigError, match=r"has W of shape .* = \(3, 6\), the model has \(2, 6\)"):
-        patched_initial_state([Triple(base_seed=0, donor_file=str(path), features=[0])], 2, 6)
+    with pytest.raises(ConfigError, match=r"has W of shape \(3, 6\) per instance, the model.s is \(2, 6\)"):
+        patched_initial_state([Triple(base_seed=0, donor_file=str(path), features=[0])], ReLUOutputModel, 2, 6)
 
 
 def test_apply_keeps_parameters_and_checks_instance_count():
-    model = ToyModel(3, 6, 2)
+    model = ReLUOutputModel(3, 6, 2)
     W_param = model.W
-    state = patched_initial_state([Triple(base_seed=3, donor_seed=17, features=[1])], 2, 6)
+    state = patched_initial_state([Triple(base_seed=3, donor_seed=17, features=[1])], ReLUOutputModel, 2, 6)
     apply_initial_state(model, state)
-    assert model.W is W_param and torch.equal(model.W, state["W"]) and model.init_seeds == [3, 3, 17]
+    assert model.W is W_param and torch.equal(model.W, state["state"]["W"]) and model.init_seeds == [3, 3, 17]
     with pytest.raises(ConfigError, match="set data.n_instances to 3"):
-        apply_initial_state(ToyModel(4, 6, 2), state)
+        apply_initial_state(ReLUOutputModel(4, 6, 2), state)
 
 
 def _scan_report(geometries, represented):

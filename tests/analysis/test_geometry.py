@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lit_superposition import geometry
+from lit_superposition.analysis import geometry
 
 
 def polygon(n: int, radius: float = 1.0, rotation: float = 0.3) -> torch.Tensor:

@@ -111,7 +111,7 @@ class FailsInSetup(Callback):
 
 def test_bad_input_found_during_fit_leaves_no_run_directory(in_tmp, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main([*BASE, "--trainer.callbacks+=tests.test_cli_validation.FailsInSetup"])
+        main([*BASE, "--trainer.callbacks+=tests.cli.test_cli_validation.FailsInSetup"])
     assert exit_info.value.code == 2
     assert "fails_in_setup: bad value 3" in capsys.readouterr().err
     assert not (in_tmp / "runs").exists()

@@ -4,10 +4,10 @@ In YAML a spec is a scalar, a per-feature list, a ``(settings, n_features)`` mat
 classes below by ``class_path``::
 
     feature_probability:
-      class_path: lit_superposition.distributions.LogSweep        # 20 ** -linspace(0, 1, n_instances)
+      class_path: lit_superposition.data.LogSweep        # 20 ** -linspace(0, 1, n_instances)
       init_args: {start: 1.0, end: 0.05}
     importance:
-      class_path: lit_superposition.distributions.GeometricDecay  # 0.9 ** f
+      class_path: lit_superposition.data.GeometricDecay  # 0.9 ** f
       init_args: {base: 0.9}
 
 Settings and repeats: with ``repeats: k`` (in ``data``), the ``n_instances`` instances are

@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import stats
 
-from lit_superposition.datamodules import SparseFeatureDataModule, step_seed
+from lit_superposition.data import SparseFeatureDataModule, step_seed
 from lit_superposition.errors import ConfigError
 
 # 10 features: a correlated pair, a correlated triple, an anticorrelated pair, an anticorrelated

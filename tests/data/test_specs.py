@@ -3,7 +3,7 @@ import torch
 
 from scipy import stats
 
-from lit_superposition.distributions import (
+from lit_superposition.data.specs import (
     FeatureRamp,
     GeometricDecay,
     LogSweep,

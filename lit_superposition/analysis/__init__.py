@@ -1,0 +1,1 @@
+"""Pure analysis: functions on tensors and files, no Lightning."""

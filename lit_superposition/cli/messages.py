@@ -1,0 +1,88 @@
+"""One-line messages: what is wrong and what is allowed, with Lightning's noise kept out of the way."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import warnings
+
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's notices that say nothing about this run."""
+    for message in (
+        r".*args parameter is intended to run from within Python.*",  # main() always passes args
+        r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning internals on newer torch
+    ):
+        warnings.filterwarnings("ignore", message=message)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_drop_empty_notices)  # added once
+
+
+def _drop_empty_notices(record: logging.LogRecord) -> bool:
+    # An advert, and accelerators that are absent: neither says anything about this run, and on a
+    # CPU they would stand between a one-line error and the user.
+    return not re.match(r"💡 Tip|(GPU|TPU|HPU) available: False", str(record.msg))
+
+
+def one_line(message: str, limit: int = 400) -> str:
+    text = re.sub(r"\s+", " ", message).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _type_name(text: str) -> str:
+    """``<class 'int'>`` -> ``int``; ``<class 'pkg.mod.Spec'>`` -> ``Spec``; anything else as is."""
+    text = re.sub(r"<class '(?:[\w.]*\.)?(\w+)'>", r"\1", text)
+    text = re.sub(r"typing\.|(?:[a-z_]+\.)+(?=[A-Z])", "", text)
+    return re.sub(r"Literal\[(.*?)\]", r"one of \1", text)
+
+
+def explain_argument_error(message: str) -> str:
+    """One line for a jsonargparse error: the setting, the value and what is allowed.
+
+    jsonargparse reports a bad value of a union-typed setting (``feature_probability``, ``optimizer``,
+    ...) as a tree of every alternative's failure, too long for one line. This keeps the setting
+    (nested keys joined), the value and the accepted types.
+    """
+    text = re.sub(r"\s+", " ", message).strip()
+    keys = re.findall(r'Parser key "([^"]+)"', text)
+    if not keys:
+        return text
+    key = ".".join(dict.fromkeys(keys))
+    key = re.sub(r"\b(\w+)\.\1$", r"\1", key)  # "optimizer.momentum.momentum" -> "optimizer.momentum"
+    value = next(
+        (match.group(1) for pattern in (r"Given value: (.+?)(?: - |$)", r"Got value: (.+?)(?: - |$)",
+                                        r"Expected a path but (.+?) either not accessible")
+         if (match := re.search(pattern, text))),
+        None,
+    )
+    subtypes = re.findall(r"Subtypes: \[(.*?)\] Errors:", text)
+    if subtypes:
+        allowed = " or ".join(
+            _type_name(t) for t in re.split(r", (?=<class|typing|list|dict|Literal|int|float|str)", subtypes[-1])
+            if "NoneType" not in t
+        )
+    else:
+        expected = re.findall(r"Expected a (<class '[^']+'>|typing\.Literal\[[^\]]*\]|[\w.\[\], ]+?)(?: Got| -|\.|$)", text)
+        allowed = _type_name(expected[-1]) if expected else ""
+    if "is not accepted" in text:
+        option = re.search(r"Option '(\w+)' is not accepted", text)
+        name = option.group(1) if option else "?"
+        if key == "optimizer":
+            return f"optimizer.{name}: choose the optimizer first, e.g. --optimizer AdamW --optimizer.{name} ..."
+        return f"{key}: option {name!r} is not accepted by the chosen class"
+    if value is None:
+        return one_line(text)
+    if nested := re.fullmatch(r"NestedArg\(key='(\w+)', val='(.*)'\)", value):
+        key = key if key.endswith(f".{nested.group(1)}") else f"{key}.{nested.group(1)}"
+        value = nested.group(2)
+        literal = re.search(r"Expected a (typing\.Literal\[[^\]]*\])", text)
+        allowed = _type_name(literal.group(1)) if literal else ""
+    return f"{key}: invalid value {value}" + (f"; expected {allowed}" if allowed else "")
+
+
+def fail(message: str, code: int) -> None:
+    if rank_zero_only.rank == 0:  # in multi-process runs every rank fails alike: say it once
+        print(f"lit-superposition: {message}", file=sys.stderr)
+    sys.exit(code)

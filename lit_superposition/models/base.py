@@ -1,0 +1,124 @@
+"""The contract every model variant follows: the only surface the rest of the package reads.
+
+A variant is a plain ``nn.Module`` (no Lightning) that subclasses :class:`ToyModel` and defines
+:meth:`ToyModel.forward`; everything else has a default. What the module, the callbacks, the
+analysis and the CLI may use of a model, and nothing more:
+
+- ``n_instances``, ``n_features``, ``d_hidden``: the sizes;
+- ``W`` ``(n_instances, d_hidden, n_features)``: column ``f`` is feature ``f``'s embedding (what
+  geometry, snapshots and patching read); ``b`` ``(n_instances, n_features)``: the output bias;
+- ``init_seeds``: the seed each instance was initialized from (-1: from a file, not a seed);
+- :meth:`ToyModel.initial_state`: the recorded initial value of every trained tensor, by name;
+- :meth:`ToyModel.set_initial_state`: start from given weights (weight patching, templates);
+- :meth:`ToyModel.per_feature_loss`: ``(n_instances, n_features)`` importance-weighted loss;
+- ``privileged_basis``: whether hidden units are neurons (a ReLU acts on ``h``), so that per-neuron
+  measurements mean something.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from lit_superposition.models.init import resolve_init_seeds, xavier_columns
+
+
+class ToyModel(nn.Module):
+    """Many independent toy models in one set of tensors; subclasses define ``forward``.
+
+    The initial state is data, not a seed: every trained tensor ``NAME`` has a persistent buffer
+    ``initial_NAME`` (so checkpoints carry it), set from the seeds here and overwritten by
+    :meth:`set_initial_state` when an instance starts from other weights.
+
+    Args:
+        n_instances: Models trained side by side; they never interact.
+        n_features: Input features per model.
+        d_hidden: Hidden dimensions per model.
+        init_seeds: A base seed (instance ``i`` gets ``base + i``) or one seed per instance.
+    """
+
+    #: Hidden units are neurons: a ReLU acts on ``h``.
+    privileged_basis: ClassVar[bool] = False
+    #: Weight patching replaces a feature's slice of these tensors: ``{name: feature axis}`` of one
+    #: instance's tensor. A feature's column of ``W`` is its embedding.
+    patched_parameters: ClassVar[dict[str, int]] = {"W": -1}
+
+    def __init__(self, n_instances: int, n_features: int, d_hidden: int, init_seeds: int | Sequence[int] = 0) -> None:
+        super().__init__()
+        for name, value in (("n_instances", n_instances), ("n_features", n_features), ("d_hidden", d_hidden)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.n_instances, self.n_features, self.d_hidden = n_instances, n_features, d_hidden
+        self.init_seeds = resolve_init_seeds(init_seeds, n_instances)
+        state = self.seeded_state(self.init_seeds, d_hidden, n_features)
+        for name, value in state.items():
+            self.register_parameter(name, nn.Parameter(value.clone()))
+            self.register_buffer(f"initial_{name}", value.clone())
+        self.parameter_names = tuple(state)
+
+    @classmethod
+    def instance_initial_state(cls, seed: int, d_hidden: int, n_features: int) -> dict[str, Tensor]:
+        """One instance's initial tensors from its seed: Xavier-normal ``W`` from its own generator, ``b = 0``.
+
+        It depends only on ``(seed, d_hidden, n_features)``, so "the initial weights of seed 7" mean
+        the same whatever the instance count: weight patching between seeds relies on this.
+        """
+        return {"W": xavier_columns(seed, d_hidden, n_features), "b": torch.zeros(n_features)}
+
+    @classmethod
+    def seeded_state(cls, seeds: Sequence[int], d_hidden: int, n_features: int) -> dict[str, Tensor]:
+        """The initial tensors of instances started from ``seeds``, stacked on a leading instance axis."""
+        states = [cls.instance_initial_state(int(s), d_hidden, n_features) for s in seeds]
+        return {name: torch.stack([state[name] for state in states]) for name in states[0]}
+
+    def initial_state(self) -> dict[str, Tensor]:
+        """The recorded initial value of every trained tensor, by name (CPU copies)."""
+        return {name: getattr(self, f"initial_{name}").detach().cpu().clone() for name in self.parameter_names}
+
+    @torch.no_grad()
+    def set_initial_state(self, state: dict[str, Tensor], init_seeds: Sequence[int] | None = None) -> None:
+        """Start from ``state`` (every trained tensor, stacked over instances) and record it as the initial state.
+
+        Args:
+            state: ``{name: tensor}`` with the shapes of the model's parameters.
+            init_seeds: The seed behind each instance (-1 where it came from elsewhere), for labels.
+        """
+        for name in self.parameter_names:
+            value = state[name]
+            parameter = getattr(self, name)
+            if tuple(value.shape) != tuple(parameter.shape):
+                raise ValueError(f"initial {name} has shape {tuple(value.shape)}, the model's is {tuple(parameter.shape)}")
+            parameter.copy_(value)
+            getattr(self, f"initial_{name}").copy_(value)
+        if init_seeds is not None:
+            self.init_seeds = [int(s) for s in init_seeds]
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Put every instance back at its recorded initial state."""
+        for name in self.parameter_names:
+            getattr(self, name).copy_(getattr(self, f"initial_{name}"))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x'`` of the same shape as ``x``, ``(n_instances, batch, n_features)``."""
+        raise NotImplementedError
+
+    def per_feature_loss(self, x: Tensor, importance: Tensor | float = 1.0, target: Tensor | None = None) -> Tensor:
+        """The importance-weighted loss per instance and feature, ``mean_batch I · (target - x')²``.
+
+        Args:
+            x: ``(n_instances, batch, n_features)`` inputs.
+            importance: Anything that broadcasts to ``(n_instances, n_features)``.
+            target: What ``x'`` should be (default: ``x`` itself, a reconstruction).
+
+        Returns:
+            ``(n_instances, n_features)``.
+        """
+        target = x if target is None else target
+        return (target - self(x)).square().mean(dim=1) * importance
+
+    def extra_repr(self) -> str:
+        return f"n_instances={self.n_instances}, n_features={self.n_features}, d_hidden={self.d_hidden}"
