@@ -51,3 +51,13 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in an empty directory outside the repository, so ``runs/`` lands there."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def assert_bad_input(returncode: int, stderr: str, message: str, folder: Path) -> None:
+    """Bad input as the CLI promises it: exit code 2, one line naming it, no traceback, no ``runs/``."""
+    assert returncode == 2, stderr[-2000:]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("lit-superposition: error: ") and message in lines[0], lines[0]
+    assert "Traceback" not in stderr
+    assert not (folder / "runs").exists()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lit_superposition.cli import build_cli, bundled_configs
-from tests.conftest import run_command
+from tests.conftest import assert_bad_input, run_command
 
 EXPERIMENTS = [
     "correlated.yaml",
@@ -127,8 +127,4 @@ BAD_INPUTS = [
 @pytest.mark.parametrize(("args", "message"), BAD_INPUTS)
 def test_bad_sets_and_repeats_exit_2_with_one_line(tmp_path, args, message):
     result = run_command("fit", "--config", "hexagon_scan.yaml", *args, cwd=tmp_path)
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert message in lines[0] and "Traceback" not in result.stderr
-    assert not (tmp_path / "runs").exists()
+    assert_bad_input(result.returncode, result.stderr, message, tmp_path)

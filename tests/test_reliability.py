@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lit_superposition.cli import build_cli
 from lit_superposition.data import SparseFeatureDataModule
-from lit_superposition.models import ReLUOutputModel
+from lit_superposition.models import VARIANTS
 from tests.conftest import cli_env, run_command
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -164,9 +164,9 @@ def test_a_signal_during_fit_leaves_last_ckpt_and_events_and_the_run_resumes(tmp
         assert _load(last)["global_step"] == stopped + 10
 
 
-def _reference_ddp_weights(steps: int, lr: float) -> dict[str, torch.Tensor]:
+def _reference_ddp_weights(steps: int, lr: float, variant: str) -> dict[str, torch.Tensor]:
     """Two ranks' gradients averaged every step, in a plain PyTorch loop: what DDP must compute."""
-    model = ReLUOutputModel(n_instances=8, n_features=5, d_hidden=2, init_seeds=0)
+    model = VARIANTS[variant](n_instances=8, n_features=5, d_hidden=2, init_seeds=0)
     data = SparseFeatureDataModule(n_instances=8, n_features=5, feature_probability=0.05, batch_size=64)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     for step in range(steps):
@@ -178,10 +178,11 @@ def _reference_ddp_weights(steps: int, lr: float) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_syncs_gradients_over_distinct_data(tmp_path):
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_ddp_on_two_cpu_processes_syncs_gradients_over_distinct_data(tmp_path, variant):
     steps, lr = 20, 0.5
     result = run_command(
-        "fit", "--config", "pentagon.yaml", "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
+        "fit", "--config", "pentagon.yaml", f"--model.variant={variant}", "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
         f"--trainer.max_steps={steps}", "--data.batch_size=64", "--optimizer=SGD", f"--optimizer.lr={lr}",
         "--trainer.log_every_n_steps=5", cwd=tmp_path,
     )
@@ -195,9 +196,9 @@ def test_ddp_on_two_cpu_processes_syncs_gradients_over_distinct_data(tmp_path):
     events.Reload()
     assert events.Tags()["images"]  # the figures, from rank 0 alone
     weights = _weights(runs / "version_0" / "checkpoints" / "last.ckpt")
-    expected = _reference_ddp_weights(steps, lr)
+    expected = _reference_ddp_weights(steps, lr, variant)
     for name, tensor in expected.items():
         torch.testing.assert_close(weights[name], tensor, rtol=1e-5, atol=1e-6)
     # Rank 0's data alone gives other weights: the ranks drew distinct batches.
-    single = ReLUOutputModel(8, 5, 2, 0)
+    single = VARIANTS[variant](8, 5, 2, 0)
     assert not torch.allclose(weights["model.W"], single.W.detach())

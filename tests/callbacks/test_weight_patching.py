@@ -72,3 +72,21 @@ def test_requires_exactly_one_source():
         WeightPatching()
     with pytest.raises(ConfigError, match="scan_report '/nope.json' does not exist"):
         WeightPatching(scan_report="/nope.json")
+
+
+def test_a_patch_runs_checkpoint_at_step_0_is_what_the_run_started_from(in_tmp):
+    # The recorded initial state, not a recomputation from seeds: the patched instances started
+    # from weights that no seed gives.
+    from lit_superposition.cli import build_cli
+
+    build_cli(["fit", "--config", "hexagon_patch.yaml", "--trainer.max_steps=20", "--trainer.enable_progress_bar=false",
+               "--trainer.enable_model_summary=false"])
+    run = in_tmp / "runs" / "hexagon_patch" / "version_0"
+    snapshots = torch.load(run / "snapshots.pt", weights_only=True)
+    assert snapshots["step"][0] == 0
+    for instance in range(9):
+        donor = load_donor(str(run / "checkpoints" / "last.ckpt"), instance=instance, step=0)
+        assert torch.equal(donor.state["W"], snapshots["W"][0, instance]), instance
+        assert torch.equal(donor.state["b"], snapshots["b"][0, instance]), instance
+    patched = load_donor(str(run / "checkpoints" / "last.ckpt"), instance=1, step=0)
+    assert not torch.equal(patched.state["W"], xavier_columns(12, 2, 6))  # base seed 12, with feature 3 from seed 37

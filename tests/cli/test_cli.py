@@ -8,7 +8,7 @@ import yaml
 
 from lit_superposition.cli import build_cli, bundled_configs, resolve_config_path
 from lit_superposition.errors import ConfigError
-from tests.conftest import run_command, write_scan_report
+from tests.conftest import assert_bad_input, run_command, write_scan_report
 
 
 def test_fit_from_outside_the_repository_writes_a_run_directory(tmp_path):
@@ -41,11 +41,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize(("args", "message"), BAD_INPUTS)
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     result = run_command("fit", "--config", "pentagon.yaml", *args, cwd=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert message in lines[0] and "Traceback" not in result.stderr
-    assert not (tmp_path / "runs").exists()
+    assert_bad_input(result.returncode, result.stderr, message, tmp_path)
 
 
 def test_print_config_shows_the_resolved_config(tmp_path):
