@@ -1,4 +1,4 @@
-"""The README's "Write your own callback" example works when pasted as-is."""
+"""The README's examples work when pasted as-is, and its layout section matches the tree."""
 
 from __future__ import annotations
 
@@ -40,3 +40,43 @@ def test_write_your_own_callback_example_runs_as_pasted(in_tmp, monkeypatch):
     monitors = [c for c in cli.trainer.callbacks if type(c).__name__ == "BiasMonitor"]
     assert len(monitors) == 1 and monitors[0].every_n_steps == 50
     assert sum(type(c).__name__ == "GeometryReport" for c in cli.trainer.callbacks) == 1  # the config's stay
+
+
+def _layout_entries() -> list[str]:
+    """The paths the README's layout block names, from its indentation (two spaces a level)."""
+    block = section_code("Layout", "")[0]
+    paths, stack = [], []
+    for line in block.splitlines():
+        indent = len(line) - len(line.lstrip())
+        name = line.split()[0] if line.strip() else ""
+        if not re.fullmatch(r"[\w.]+/?", name):
+            continue  # a continuation line of a description
+        depth = indent // 2
+        stack = stack[:depth] + [name.rstrip("/")]
+        paths.append("/".join(stack))
+    return paths
+
+
+def test_the_layout_section_matches_the_tree():
+    paths = _layout_entries()
+    for path in paths:
+        assert (REPO / path).exists(), f"README layout names {path}, which does not exist"
+    for room in ("lit_superposition", "lit_superposition/models", "lit_superposition/data",
+                 "lit_superposition/analysis", "lit_superposition/cli"):
+        modules = {p.name for p in (REPO / room).glob("*.py") if p.name != "__init__.py"}
+        folders = {p.name for p in (REPO / room).iterdir() if p.is_dir() and not p.name.startswith("__")}
+        listed = {path.rsplit("/", 1)[-1] for path in paths if path.rsplit("/", 1)[0] == room}
+        assert modules | folders <= listed, f"{room}: not in the README layout: {sorted((modules | folders) - listed)}"
+
+
+def test_your_own_variant_example_runs_as_pasted(in_tmp, monkeypatch):
+    (code,) = section_code("Model variants", "python")
+    (in_tmp / "my_models.py").write_text(code)
+    commands = section_code("Model variants", "bash")
+    args = commands[-1].replace("\\\n", " ").split()
+    assert args[:3] == ["PYTHONPATH=.", "lit-superposition", "fit"]
+    monkeypatch.syspath_prepend(str(in_tmp))
+    sys.modules.pop("my_models", None)
+    build_cli([*args[2:], "--trainer.max_steps=20", "--trainer.enable_progress_bar=false"])
+    report = json.loads((in_tmp / "runs" / "pentagon" / "version_0" / "report.json").read_text())
+    assert report["variant"] == "TanhOutput" and report["step"] == 20
