@@ -32,7 +32,7 @@ class LitToyModel(pl.LightningModule):
             path ``module.Class`` of your own :class:`~lit_superposition.models.ToyModel` subclass.
         importance: Per-feature weight of the loss: a scalar, per-feature list, matrix or spec.
         init_seeds: A base seed (instance ``i`` gets ``base + i``) or one seed per instance.
-        logged_instances: Instances whose loss is logged as ``train_loss/instance_NNN``
+        instances: Instances whose loss is logged as ``train_loss/instance_NNN``
             (default: the first 32).
         repeats: Instances per setting (linked from the data section by the CLI): instance ``i`` is
             setting ``i // repeats``, repeat ``i % repeats``; a per-instance ``importance`` gives one
@@ -57,7 +57,7 @@ class LitToyModel(pl.LightningModule):
         variant: str = "relu_output",
         importance: SpecLike = 1.0,
         init_seeds: int | list[int] = 0,
-        logged_instances: list[int] | None = None,
+        instances: list[int] | None = None,
         repeats: int = 1,
     ) -> None:
         super().__init__()
@@ -69,17 +69,17 @@ class LitToyModel(pl.LightningModule):
         self.repeats = repeats
         importance_values = resolve_importance(importance, n_instances, n_features, repeats)
         self.register_buffer("importance", importance_values, persistent=False)
-        self.logged_instances = self._validate_logged_instances(logged_instances, n_instances)
+        self.instances = self._validate_instances(instances, n_instances)
         self.per_feature_loss: Tensor | None = None
 
     @staticmethod
-    def _validate_logged_instances(logged_instances: Sequence[int] | None, n_instances: int) -> list[int]:
-        if logged_instances is None:
+    def _validate_instances(instances: Sequence[int] | None, n_instances: int) -> list[int]:
+        if instances is None:
             return list(range(min(n_instances, MAX_DEFAULT_LOGGED_INSTANCES)))
-        bad = [i for i in logged_instances if not 0 <= i < n_instances]
+        bad = [i for i in instances if not 0 <= i < n_instances]
         if bad:
-            raise ConfigError(f"logged_instances {bad} out of range: instances are 0..{n_instances - 1}")
-        return list(logged_instances)
+            raise ConfigError(f"instances {bad} out of range: instances are 0..{n_instances - 1}")
+        return list(instances)
 
     @override
     def forward(self, x: Tensor) -> Tensor:
@@ -108,13 +108,13 @@ class LitToyModel(pl.LightningModule):
 
     def _log_losses(self, loss: Tensor, batch_size: int) -> None:
         """Log ``train/loss`` and the per-instance losses (called on logging steps only)."""
-        per_instance = self.per_feature_loss.mean(dim=1)[self.logged_instances]  # (len(logged_instances),)
+        per_instance = self.per_feature_loss.mean(dim=1)[self.instances]  # (len(instances),)
         values = torch.cat([loss.reshape(1), per_instance]).tolist()  # syncs the device, once
         # A CPU tensor: the progress bar reads the last logged value after every step, without a device sync.
         self.log("train/loss", torch.tensor(values[0]), prog_bar=True, batch_size=batch_size)
         # self.log costs about 0.3 ms a call, and Lightning revisits every logged key after every later
         # step: the per-instance losses go to the loggers directly, at the step Lightning logs at.
-        metrics = {f"train_loss/instance_{i:03d}": value for i, value in zip(self.logged_instances, values[1:])}
+        metrics = {f"train_loss/instance_{i:03d}": value for i, value in zip(self.instances, values[1:])}
         for logger in self.loggers:
             logger.log_metrics(metrics, step=self.global_step)
 

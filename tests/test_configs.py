@@ -5,6 +5,8 @@ Every bundled config also runs 20 steps in ``tests/cli/test_cli.py::test_every_b
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -27,12 +29,15 @@ def _build(name: str, *args: str):
     return build_cli(["--config", name, *args], run=False)
 
 
-def test_every_seed_experiment_is_bundled_with_a_header_comment():
+def test_every_bundled_config_has_a_header_naming_its_source_and_what_it_shows():
     bundled = bundled_configs()
-    for name in EXPERIMENTS:
-        assert name in bundled, name
-        header = bundled[name].read_text().splitlines()[0]
-        assert header.startswith("# ") and "seed" in bundled[name].read_text().split("\ntrainer:")[0], name
+    assert set(EXPERIMENTS) <= set(bundled)
+    for name, path in bundled.items():
+        header = path.read_text().split("\ntrainer:")[0]
+        lines = header.splitlines()
+        assert lines and all(line.startswith("#") for line in lines), name
+        assert re.search(r"seed \d{3}|Anthropic 2022|ARENA", header), f"{name}: the header names no source"
+        assert re.search(r"[Ss]how|[Mm]easured", header), f"{name}: the header does not say what the run shows"
 
 
 def test_set_configs_resolve_to_their_sets(in_tmp):

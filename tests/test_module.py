@@ -42,9 +42,9 @@ def test_per_feature_loss_is_exposed_after_a_step():
     assert not module.per_feature_loss.requires_grad
 
 
-def test_logged_instances_are_validated():
+def test_instances_are_validated():
     with pytest.raises(ConfigError, match="out of range"):
-        LitToyModel(n_instances=2, n_features=5, logged_instances=[0, 5])
+        LitToyModel(n_instances=2, n_features=5, instances=[0, 5])
 
 
 def test_repeats_resolve_importance_per_setting_and_keep_init_seeds_distinct():
@@ -62,7 +62,7 @@ def test_losses_are_logged_on_logging_steps_with_instances_summing_to_the_total(
     from pytorch_lightning.loggers import TensorBoardLogger
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    module = LitToyModel(n_instances=4, n_features=5, d_hidden=2, logged_instances=[0, 1, 2, 3])
+    module = LitToyModel(n_instances=4, n_features=5, d_hidden=2, instances=[0, 1, 2, 3])
     data = SparseFeatureDataModule(n_instances=4, n_features=5, feature_probability=0.1, batch_size=64)
     logger = TensorBoardLogger(tmp_path, name="run", version=0)
     trainer = pl.Trainer(

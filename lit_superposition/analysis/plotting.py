@@ -139,7 +139,7 @@ def is_probability_sweep(feature_probability: Tensor) -> bool:
     return p.ndim == 2 and p.shape[0] > 1 and bool((p == p[:, :1]).all()) and bool((p[:, 0] != p[0, 0]).any())
 
 
-def feature_geometry(W: Tensor, feature_probability: Tensor, threshold: float = 0.5) -> Figure:
+def dimensionality_sweep(W: Tensor, feature_probability: Tensor, threshold: float = 0.5) -> Figure:
     """ARENA's feature-geometry plot, against ``1/p`` (log scale), for instances that sweep ``p``.
 
     Top: dimensions per feature, ``d_hidden / ‖W‖²_F``. Bottom: the dimensionality of every feature

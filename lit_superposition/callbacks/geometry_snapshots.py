@@ -50,7 +50,7 @@ class GeometrySnapshots(MeasurementCallback):
     Figures (``geometry/polygons``: the canonicalized 2-D solutions in a grid, coloured by feature;
     ``geometry/WtW``: ``WᵀW`` heatmaps with feature-norm bars when ``d_hidden > 2``;
     ``geometry/neurons``: the neuron × feature weights of models with a privileged basis;
-    ``geometry/feature_geometry``: ARENA's plot when the instances sweep ``p``) are drawn at the
+    ``geometry/dimensionality_sweep``: ARENA's plot when the instances sweep ``p``) are drawn at the
     start, at the end, and every ``figure_every_n_steps`` (each costs a few tenths of a second).
 
     Args:
@@ -171,7 +171,7 @@ class GeometrySnapshots(MeasurementCallback):
             writer.add_figure("geometry/neurons", plotting.neuron_weights(W, self.chosen, titles), step)
         p = getattr(trainer.datamodule, "feature_probability", None) if trainer.datamodule is not None else None
         if isinstance(p, Tensor) and plotting.is_probability_sweep(p):
-            writer.add_figure("geometry/feature_geometry", plotting.feature_geometry(W, p, self.threshold), step)
+            writer.add_figure("geometry/dimensionality_sweep", plotting.dimensionality_sweep(W, p, self.threshold), step)
 
     @override
     def state_dict(self) -> dict[str, Any]:

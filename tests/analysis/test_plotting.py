@@ -1,45 +1,84 @@
-"""plotting.py returns matplotlib figures that draw."""
+"""The figures show what they claim: one panel per instance, each feature in its colour, labelled axes."""
 
 from __future__ import annotations
 
-import io
-
+import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from lit_superposition.analysis import plotting
 
 
-def _draws(fig: Figure) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    assert buffer.tell() > 1000
+def _pixels(fig: Figure) -> np.ndarray:
+    """The rendered figure as ``(height, width, 3)`` floats in [0, 1]."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3] / 255.0
 
 
-def test_polygon_grid_draws_every_chosen_instance():
+def _count(pixels: np.ndarray, colour, tolerance: float = 0.03) -> int:
+    return int((np.abs(pixels - np.asarray(colour)).max(axis=-1) < tolerance).sum())
+
+
+def test_polygon_grid_draws_every_chosen_instance_with_one_colour_per_feature():
     W = torch.randn(5, 2, 6)
     fig = plotting.polygon_grid(W, instances=[0, 2, 4])
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert len(texts) == 3 and texts[0].startswith("0:") and texts[2].startswith("4:")
-    _draws(fig)
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == [f"f{f}" for f in range(6)]
+    pixels = _pixels(fig)
+    for colour in plotting.feature_colors(6):
+        assert _count(pixels, colour[:3]) > 20, colour  # every feature's line is drawn, in its colour
+
+
+def test_a_blank_polygon_grid_would_fail_the_colour_check():
+    # The check above can fail: with every feature at the origin no feature colour is drawn.
+    fig = plotting.polygon_grid(torch.zeros(1, 2, 3), canonicalize=False)
+    pixels = _pixels(fig)
+    assert _count(pixels, plotting.feature_colors(3)[1][:3]) < 20
 
 
 def test_wtw_grid_has_a_heatmap_and_norm_bars_per_instance():
-    fig = plotting.wtw_grid(torch.randn(3, 4, 7))
+    W = torch.eye(4).unsqueeze(0).repeat(3, 1, 1)  # WᵀW = identity: red diagonal, white elsewhere
+    W[1, 0, 1] = -1.0  # a negative overlap in instance 1: blue
+    fig = plotting.wtw_grid(W)
     assert len(fig.axes) == 3 * 2 + 1  # heatmap + bars per instance, one colour bar
-    _draws(fig)
+    heatmaps = [ax for ax in fig.axes if ax.images]
+    assert len(heatmaps) == 3
+    gram = heatmaps[1].images[0].get_array()
+    assert gram[0, 1] < 0 and gram[0, 0] > 0
 
 
-def test_feature_geometry_plot_and_sweep_detection():
+def test_neuron_weights_has_one_labelled_panel_per_instance_with_top_shares():
+    W = torch.zeros(2, 3, 4)
+    W[0, 0, 2] = 1.0  # neuron 0 of instance 0: monosemantic on feature 2
+    W[1, 1, :2] = 1.0  # neuron 1 of instance 1: two features
+    fig = plotting.neuron_weights(W, titles=["dense", "sparse"])
+    panels = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in panels] == ["dense", "sparse"]
+    assert panels[0].get_xlabel() == "feature" and panels[0].get_ylabel() == "neuron"
+    assert [t.get_text() for t in panels[0].get_yticklabels()][0] == "0 (1.00)"
+    assert [t.get_text() for t in panels[1].get_yticklabels()][1] == "1 (0.50)"
+    assert panels[0].images[0].get_array().shape == (3, 4)  # rows neurons, columns features
+
+
+def test_dimensionality_sweep_plot_and_sweep_detection():
     p = (20 ** -torch.linspace(0, 1, 6)).unsqueeze(1).expand(6, 5)
     assert plotting.is_probability_sweep(p)
     assert not plotting.is_probability_sweep(torch.full((6, 5), 0.05))
     assert not plotting.is_probability_sweep(torch.rand(6, 5))
-    fig = plotting.feature_geometry(torch.randn(6, 3, 5), p)
-    assert len(fig.axes) == 2 and fig.axes[1].get_xscale() == "log"
-    _draws(fig)
+    W = torch.eye(3, 5).unsqueeze(0).repeat(6, 1, 1)  # 3 dedicated features: 1 dimension per feature
+    fig = plotting.dimensionality_sweep(W, p)
+    top, bottom = fig.axes
+    assert bottom.get_xscale() == "log" and "1 / feature probability" in bottom.get_xlabel()
+    np.testing.assert_allclose(top.lines[0].get_ydata(), np.ones(6))  # d_hidden / ‖W‖²_F = 3 / 3
+    np.testing.assert_allclose(np.sort(bottom.collections[0].get_offsets()[:, 1])[-18:], np.ones(18))
 
 
 def test_feature_colors_cover_many_features():
     assert plotting.feature_colors(5).shape == (5, 4)
+    assert np.allclose(plotting.feature_colors(3)[0][:3], to_rgb("tab:blue"))
     assert len({tuple(c) for c in plotting.feature_colors(40)}) == 40

@@ -41,7 +41,7 @@ def test_hexagon_config_writes_scalars_figures_layout_report_and_snapshots(in_tm
     assert [e.step for e in accumulator.Scalars("grad_norm_W/instance_000/feature_00")] == [200, 400]
     assert [e.step for e in accumulator.Scalars("feature_norm/instance_000/feature_00")] == [0, 200, 400]
     images = accumulator.Tags()["images"]
-    assert "geometry/polygons" in images and "geometry/feature_geometry" not in images  # p is not swept
+    assert "geometry/polygons" in images and "geometry/dimensionality_sweep" not in images  # p is not swept
     assert [e.step for e in accumulator.Images("geometry/polygons")] == [0, 400]
 
     charts = layout(accumulator)
@@ -62,11 +62,11 @@ def test_hexagon_config_writes_scalars_figures_layout_report_and_snapshots(in_tm
     torch.testing.assert_close(snapshots["W"][0], cli.model.model.initial_state()["W"], rtol=0, atol=0)
 
 
-def test_probability_sweep_in_three_dimensions_draws_wtw_and_the_feature_geometry_plot(in_tmp):
+def test_probability_sweep_in_three_dimensions_draws_wtw_and_the_dimensionality_sweep(in_tmp):
     cli = build_cli(["fit", "--config", "tms_intro", "--trainer.max_steps=10", "--model.d_hidden=3",
                      "--trainer.log_every_n_steps=5"])
     accumulator = events(Path(cli.trainer.log_dir))
     images = set(accumulator.Tags()["images"])
-    assert {"geometry/WtW", "geometry/feature_geometry"} <= images and "geometry/polygons" not in images
+    assert {"geometry/WtW", "geometry/dimensionality_sweep"} <= images and "geometry/polygons" not in images
     report = json.loads((Path(cli.trainer.log_dir) / "report.json").read_text())
     assert isinstance(report["instances"][0]["geometry"], list)  # dimensionality labels per feature

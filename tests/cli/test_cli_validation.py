@@ -41,7 +41,7 @@ CASES = [
     (["--model.d_hidden=0"], "d_hidden must be a positive integer, got 0"),
     (["--model.init_seeds=[1,2]"], "init_seeds has 2 seeds, expected one per instance (8)"),
     (["--model.importance=inf"], "model.importance: invalid value inf"),
-    (["--model.logged_instances=[99]"], "logged_instances [99] out of range"),
+    (["--model.instances=[99]"], "instances [99] out of range"),
     (["--model.bogus=1"], "unrecognized arguments: --model.bogus=1"),
     (["--trainer.max_steps=-5"], "`max_steps` must be a non-negative integer or -1"),
     (["--trainer.max_steps=abc"], "trainer.max_steps: invalid value abc; expected int"),
