@@ -113,12 +113,14 @@ class MeasurementCallback(pl.Callback):
             return
         for logger in trainer.loggers:
             writer = logger.experiment if isinstance(logger, TensorBoardLogger) else None
-            # torch's SummaryWriter takes tensorboard's protos (tensorboardX has its own).
-            if writer is None or not type(writer).__module__.startswith("torch.utils.tensorboard"):
+            # torch's SummaryWriter takes tensorboard's protos (tensorboardX has its own); its public
+            # file_writer is open from construction until close().
+            file_writer = getattr(writer, "file_writer", None)
+            if file_writer is None or not type(writer).__module__.startswith("torch.utils.tensorboard"):
                 logger.log_metrics(metrics, step=step)
                 continue
             summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in metrics.items()])
-            writer._get_file_writer().add_summary(summary, step)
+            file_writer.add_summary(summary, step)
 
     def feature_tags(self, quantity: str, n_features: int) -> list[str]:
         """``quantity/instance_NNN/feature_FF`` for every chosen instance and feature, instance-major."""
