@@ -153,7 +153,9 @@ class Polygon:
 
     Attributes:
         n_directions: Distinct directions among the represented features.
-        name: ``polygon_name(n_directions)``: "none", "monogon", "digon", "triangle", "square", …
+        name: ``polygon_name(n_directions)``: "none", "monogon", "digon" (an antipodal pair),
+            "triangle", "square", …; two directions that are not antipodal are an "orthogonal pair"
+            (each feature its own dimension) or "two directions".
         regular: Directions equally spaced around the circle and of equal length (never for < 2).
         angles: The directions, in degrees in ``[0, 360)``, sorted.
         norms: The mean feature norm of each direction.
@@ -210,13 +212,18 @@ def _classify_one(w: Tensor, threshold: float, angle_tolerance: float, norm_tole
     dir_angles = [d[0] for d in directions]
     dir_norms = [d[1] for d in directions]
     regular = False
+    name = polygon_name(n)
     if n >= 2:
         spacing = [(dir_angles[(k + 1) % n] - dir_angles[k]) % 360.0 for k in range(n)]
         even = all(abs(s - 360.0 / n) <= angle_tolerance for s in spacing)
         regular = even and (max(dir_norms) - min(dir_norms)) <= norm_tolerance * max(dir_norms)
+    if n == 2 and not even:
+        # A digon is an antipodal pair; two features at 90° have a dimension each.
+        gap = min(spacing)
+        name = "orthogonal pair" if abs(gap - 90.0) <= angle_tolerance else "two directions"
     return Polygon(
         n_directions=n,
-        name=polygon_name(n),
+        name=name,
         regular=regular,
         angles=tuple(round(a, 3) for a in dir_angles),
         norms=tuple(round(x, 5) for x in dir_norms),
@@ -272,12 +279,22 @@ def count_directions(W: Tensor, threshold: float = 0.5, angle_tolerance: float =
     return counts
 
 
-def nearest_fraction(D: Tensor | float | Sequence, fractions: Sequence[Fraction] = FRACTIONS):
-    """The label of the nearest dimensionality fraction ("1", "3/4", "2/3", "1/2", "2/5", …, "0").
+#: How close a dimensionality must be to its nearest fraction to be labelled with it: learned
+#: solutions sit within about 0.01 of theirs; the features of feature_geometry.yaml's sparse
+#: instances with D between 0.13 and 0.21 are near none (1/4 = 0.25, 2/7 = 0.29 the closest).
+FRACTION_TOLERANCE = 0.02
+
+
+def nearest_fraction(D: Tensor | float | Sequence, fractions: Sequence[Fraction] = FRACTIONS, tolerance: float = FRACTION_TOLERANCE):
+    """The dimensionality fraction each value sits at ("1", "3/4", "2/3", "1/2", "2/5", …, "0").
+
+    A value farther than ``tolerance`` from every fraction is near none: its label is the value
+    itself, to two decimals (e.g. "0.17"), never a fraction it does not sit at.
 
     Args:
         D: Dimensionalities: a number, or a tensor or nested list of any shape.
         fractions: The candidate fractions.
+        tolerance: The largest distance to a fraction that still gets its label.
 
     Returns:
         A label, or nested lists of labels in the shape of ``D``.
@@ -286,7 +303,8 @@ def nearest_fraction(D: Tensor | float | Sequence, fractions: Sequence[Fraction]
     labels = [str(x) for x in fractions]
 
     def label(x: float) -> str:
-        return labels[min(range(len(values)), key=lambda k: abs(values[k] - x))]
+        k = min(range(len(values)), key=lambda k: abs(values[k] - x))
+        return labels[k] if abs(values[k] - x) <= tolerance else f"{x:.2f}"
 
     def walk(x):
         return [walk(y) for y in x] if isinstance(x, list | tuple) else label(float(x))

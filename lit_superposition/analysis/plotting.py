@@ -45,6 +45,7 @@ def polygon_grid(
     canonicalize: bool = True,
     threshold: float = 0.5,
     ncols: int | None = None,
+    scale: float = 1.0,
 ) -> Figure:
     """The 2-D solutions of several instances in a grid, features coloured by index (as in Anthropic 2022).
 
@@ -58,6 +59,7 @@ def polygon_grid(
         canonicalize: Rotate and flip each solution to the common orientation first.
         threshold: Norm above which a feature counts as represented (for the default titles).
         ncols: Cells per row (default: about square).
+        scale: Size of the figure relative to the default (about 1.7 inches a cell at 80 dpi).
     """
     W, chosen = _select(W, instances)
     if W.shape[1] != 2:
@@ -72,7 +74,7 @@ def polygon_grid(
     radius = max(1.0, float(W.norm(dim=1).max())) if n else 1.0
     cell = 2.5 * radius
     centres = np.array([((k % ncols) * cell, -(k // ncols) * cell) for k in range(n)]).reshape(n, 2)
-    fig = Figure(figsize=(1.7 * ncols + 0.3, 1.8 * nrows + 0.4), dpi=80)
+    fig = Figure(figsize=(scale * (1.7 * ncols + 0.3), scale * (1.8 * nrows + 0.4)), dpi=80)
     ax = fig.add_axes((0.0, 0.0, 1.0, 0.93 if nrows > 1 else 0.88))
     colors = feature_colors(n_features)
     ends = W.numpy().transpose(0, 2, 1) + centres[:, None, :]  # (n, n_features, 2)
@@ -83,7 +85,7 @@ def polygon_grid(
     rings = np.stack([np.cos(circle), np.sin(circle)], axis=-1)[None] + centres[:, None, :]
     ax.add_collection(LineCollection(rings, colors="0.8", linewidths=0.6, zorder=0))
     for (x, y), title in zip(centres, titles):
-        ax.text(x, y + 1.12 * radius, title, ha="center", va="bottom", fontsize=7)
+        ax.text(x, y + 1.12 * radius, title, ha="center", va="bottom", fontsize=7 * scale ** 0.5)
     ax.set_xlim(-cell / 2, (ncols - 0.5) * cell)
     ax.set_ylim(-(nrows - 0.5) * cell, cell / 2 + 0.15 * radius)
     ax.set_aspect("equal")
@@ -211,4 +213,142 @@ def neuron_weights(W: Tensor, instances: Sequence[int] | None = None, titles: Se
         ax.tick_params(labelsize=6)
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.7, label="weight")
+    return fig
+
+
+def kgon_losses(solutions: Sequence, learned: Sequence[dict] = (), title: str = "") -> Figure:
+    """Seed 000's figure: the theory loss of each k-gon against k, with learned losses overlaid.
+
+    Args:
+        solutions: Objects with ``k`` and ``loss`` (``theory.KGonSolution``), one per k.
+        learned: ``{"k": directions, "loss": expected loss}`` per trained instance (drawn as dots).
+        title: The figure's title.
+    """
+    ks = [s.k for s in solutions]
+    losses = [s.loss for s in solutions]
+    best = min(range(len(losses)), key=losses.__getitem__) if losses else None
+    fig = Figure(figsize=(6.0, 4.0), dpi=100)
+    ax = fig.add_subplot()
+    ax.plot(ks, losses, marker="o", color="tab:blue", label="theory: best k-gon of each k")
+    if best is not None:
+        ax.scatter([ks[best]], [losses[best]], s=160, facecolors="none", edgecolors="tab:red", zorder=4,
+                   label=f"theory optimum (k = {ks[best]})")
+    if learned:
+        rng = np.random.default_rng(0)
+        x = np.array([entry["k"] for entry in learned], dtype=float) + rng.uniform(-0.12, 0.12, len(learned))
+        ax.scatter(x, [entry["loss"] for entry in learned], s=14, color="tab:orange", alpha=0.7, zorder=3,
+                   label=f"learned ({len(learned)} instances, at their directions)")
+    ax.set_xlabel("k (directions of the polygon)")
+    ax.set_ylabel("expected loss per instance")
+    ax.set_xticks(ks)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def crossover(entry: dict) -> Figure:
+    """Seed 004's figure: each template family's loss against a feature's relative density, theory beside.
+
+    Args:
+        entry: ``report.json``'s ``crossover``: ``relative_density``, ``families`` (``learned`` and
+            ``theory`` losses per family), ``xavier_best`` and the crossing densities.
+    """
+    x = np.asarray(entry["relative_density"])
+    fig = Figure(figsize=(6.5, 4.2), dpi=100)
+    ax = fig.add_subplot()
+    colors = plt.get_cmap("tab10")
+    for k, (name, curves) in enumerate(entry["families"].items()):
+        ax.plot(x, curves["theory"], color=colors(k), lw=1.2, ls="--", label=f"{name}: theory")
+        ax.plot(x, curves["learned"], color=colors(k), marker="o", ms=4, lw=0, label=f"{name}: trained from template")
+    best = [(xi, b["loss"], b["geometry"]) for xi, b in zip(x, entry.get("xavier_best", [])) if b is not None]
+    if best:
+        ax.scatter([b[0] for b in best], [b[1] for b in best], marker="x", color="0.3", s=30, zorder=4,
+                   label="best Xavier repeat")
+    for key, style, label in (("crossover_density", "-", "learned curves cross"),
+                              ("theory_crossover_density", ":", "theory curves cross")):
+        if entry.get(key) is not None:
+            ax.axvline(entry[key], color="tab:red", ls=style, lw=1, label=f"{label} ({entry[key]:.2f})")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"relative density of feature {entry['feature']} (p_f / p_others)")
+    ax.set_ylabel("expected loss per instance")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def feature_curves(panels: dict[str, dict[int, tuple[Sequence[int], Sequence[float]]]], title: str = "") -> Figure:
+    """Per-feature curves over steps, one panel per quantity, one colour per feature with a legend (seed 000, figs. 4-8).
+
+    Args:
+        panels: ``{panel title: {feature: (steps, values)}}``.
+        title: The figure's title (e.g. the instance, its seed and geometry).
+    """
+    n_features = 1 + max((f for curves in panels.values() for f in curves), default=0)
+    colors = feature_colors(n_features)
+    fig = Figure(figsize=(4.2 * max(1, len(panels)) + 1.2, 3.4), dpi=90)
+    axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
+    for ax, (name, curves) in zip(axes, panels.items()):
+        for feature, (steps, values) in curves.items():
+            ax.plot(steps, values, color=colors[feature], lw=1.3, label=f"feature {feature}")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if curves and min(v for _, values in curves.values() for v in values) > 0:
+            ax.set_yscale("log")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - 1.1 / fig.get_figwidth(), 0.95))
+    return fig
+
+
+def feature_bars(W: Tensor, instances: Sequence[int] | None = None, titles: Sequence[str] | None = None) -> Figure:
+    """‖W_f‖ per feature, one row per instance, coloured by how much the feature shares its dimension.
+
+    The colour is the interference ``Σ_{j≠f} (Ŵ_f·W_j)²`` (dark: a dimension of its own; bright:
+    superposition), as the Anthropic paper and seed 003 draw it.
+
+    Args:
+        W: ``(n_instances, d_hidden, n_features)``.
+        instances: Which instances (default: all).
+        titles: One label per row.
+    """
+    W, chosen = _select(W, instances)
+    titles = titles or [f"instance {i}" for i in chosen]
+    norms = geometry.feature_norms(W).numpy()  # (n, n_features)
+    shared = geometry.interference(W).numpy()
+    n, n_features = norms.shape
+    fig = Figure(figsize=(1.2 + 0.3 * n_features + 2.0, 0.45 * n + 1.2), dpi=90)
+    ax = fig.add_subplot()
+    cmap = plt.get_cmap("viridis")
+    limit = max(1.0, float(shared.max())) if n else 1.0
+    for row in range(n):
+        bottoms = row - 0.4 + np.arange(n_features) * (0.8 / n_features)  # one thin bar per feature
+        ax.barh(bottoms, norms[row], height=0.8 / n_features, align="edge", color=cmap(shared[row] / limit))
+    ax.set_yticks(range(n), titles, fontsize=7)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xlabel("‖W_f‖ (bars top to bottom: features 0, 1, …)", fontsize=8)
+    mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, limit), cmap=cmap)
+    fig.colorbar(mappable, ax=ax, label="interference Σ_{j≠f} (Ŵ_f·W_j)²")
+    fig.tight_layout()
+    return fig
+
+
+def loss_by_swept(x: Sequence[float], loss: Sequence[float], labels: Sequence[str], xlabel: str) -> Figure:
+    """Each instance's loss against the swept quantity, coloured by its geometry (one legend entry each)."""
+    fig = Figure(figsize=(6.0, 4.0), dpi=90)
+    ax = fig.add_subplot()
+    names = sorted(set(labels), key=lambda name: [i for i, label in enumerate(labels) if label == name][0])
+    colors = plt.get_cmap("tab10")
+    for k, name in enumerate(names):
+        points = [(xi, li) for xi, li, label in zip(x, loss, labels) if label == name]
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color=colors(k % 10), s=22, label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss per instance")
+    ax.legend(fontsize=8, title="geometry", title_fontsize=8)
+    fig.tight_layout()
     return fig

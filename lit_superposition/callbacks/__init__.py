@@ -2,6 +2,7 @@
 
 from lit_superposition.callbacks.base import MeasurementCallback
 from lit_superposition.callbacks.checkpoint import RunCheckpoint
+from lit_superposition.callbacks.crossover_report import CrossoverReport
 from lit_superposition.callbacks.feature_geometry import FeatureGeometry
 from lit_superposition.callbacks.feature_grad_norms import FeatureGradNorms
 from lit_superposition.callbacks.feature_losses import FeatureLosses
@@ -10,9 +11,11 @@ from lit_superposition.callbacks.geometry_snapshots import GeometrySnapshots
 from lit_superposition.callbacks.interrupt import GracefulStop
 from lit_superposition.callbacks.nonfinite_loss import NonFiniteLossStop
 from lit_superposition.callbacks.progress import StepProgressBar
+from lit_superposition.callbacks.template_start import Template, TemplateStart
 from lit_superposition.callbacks.weight_patching import WeightPatching
 
 __all__ = [
+    "CrossoverReport",
     "FeatureGeometry",
     "FeatureGradNorms",
     "FeatureLosses",
@@ -23,5 +26,7 @@ __all__ = [
     "NonFiniteLossStop",
     "RunCheckpoint",
     "StepProgressBar",
+    "Template",
+    "TemplateStart",
     "WeightPatching",
 ]

@@ -67,12 +67,50 @@ def resolve_instances(chosen: list[int] | None, n_instances: int, default: int, 
     return chosen
 
 
+def instance_labels(trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[str]:
+    """What each instance is, for titles: its role in a patch run (``base``, ``patched``, ``donor``,
+    from any callback with ``instance_roles()``), else the swept ``p``, else nothing."""
+    for callback in trainer.callbacks:
+        roles = getattr(callback, "instance_roles", None)
+        if callable(roles):
+            return list(roles())
+    p = getattr(trainer.datamodule, "feature_probability", None) if trainer.datamodule is not None else None
+    if isinstance(p, Tensor) and p.shape[0] > 1 and bool((p != p[:1]).any()):
+        return [f"p={row[0]:.3g}" if len(set(row)) == 1 else f"p={row[0]:.3g}…" for row in p.tolist()]
+    return [""] * pl_module.model.n_instances
+
+
+def run_label(trainer: pl.Trainer) -> str:
+    """``name/version_N`` of the TensorBoard logger: keeps each run's Custom Scalars categories its own."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+            return f"{logger.name}/{version}"
+    return ""
+
+
+def instance_category(trainer: pl.Trainer, pl_module: pl.LightningModule, i: int, labels: Sequence[str]) -> str:
+    """The Custom Scalars category of instance ``i``: run, instance, what it is, and its seed."""
+    what = f"{labels[i]}, " if labels[i] else ""
+    return f"{run_label(trainer)} · instance {i:03d} ({what}init seed {pl_module.model.init_seeds[i]})"
+
+
+def default_instances(trainer: pl.Trainer, n_instances: int) -> list[int]:
+    """The instances worth curves when none are chosen: every member of each patch triple, else the first 8."""
+    for callback in trainer.callbacks:
+        roles = getattr(callback, "instance_roles", None)
+        if callable(roles):
+            return list(range(min(n_instances, len(roles()))))
+    return list(range(min(n_instances, DEFAULT_PLOTTED_INSTANCES)))
+
+
 class MeasurementCallback(pl.Callback):
     """Base of the measurement callbacks: resolves the interval and instances, finds the logger.
 
     Args:
         every_n_steps: Steps between measurements (default: ``trainer.log_every_n_steps``).
-        instances: Instances that get per-feature curves (default: the first 8).
+        instances: Instances that get per-feature curves (default: every member of each patch
+            triple in a patch run, else the first 8).
     """
 
     def __init__(self, every_n_steps: int | None = None, instances: Sequence[int] | None = None) -> None:
@@ -87,7 +125,8 @@ class MeasurementCallback(pl.Callback):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.interval = self.every_n_steps or trainer.log_every_n_steps
-        self.chosen = resolve_instances(self.instances, pl_module.model.n_instances, DEFAULT_PLOTTED_INSTANCES)
+        n_instances = pl_module.model.n_instances
+        self.chosen = default_instances(trainer, n_instances) if self.instances is None else resolve_instances(self.instances, n_instances, 0)
         # The strategy's device, not pl_module.device: the module is moved there only after setup.
         self.chosen_index = torch.tensor(self.chosen, device=trainer.strategy.root_device)
 
@@ -131,11 +170,11 @@ class MeasurementCallback(pl.Callback):
         writer = self.writer(trainer)
         if writer is None:
             return
-        seeds = pl_module.model.init_seeds
+        labels = instance_labels(trainer, pl_module)
         add_custom_scalars(
             writer,
             {
-                f"instance {i:03d} (init seed {seeds[i]})": {
+                instance_category(trainer, pl_module, i, labels): {
                     title: [rf"^{quantity}/instance_{i:03d}/feature_\d+$"] for title, quantity in charts.items()
                 }
                 for i in self.chosen

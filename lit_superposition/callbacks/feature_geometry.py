@@ -10,7 +10,7 @@ import torch
 from typing_extensions import override
 
 from lit_superposition.analysis import geometry, neurons
-from lit_superposition.callbacks.base import MeasurementCallback, add_custom_scalars
+from lit_superposition.callbacks.base import MeasurementCallback, add_custom_scalars, instance_category, instance_labels, run_label
 
 PER_FEATURE = {"feature norm ‖W_f‖": "feature_norm", "dimensionality D_f": "dimensionality", "interference": "interference"}
 PER_INSTANCE = {
@@ -65,15 +65,16 @@ class FeatureGeometry(MeasurementCallback):
         self.register_feature_charts(trainer, pl_module, PER_FEATURE)
         writer = self.writer(trainer)
         if writer is not None and self._neurons:
+            labels = instance_labels(trainer, pl_module)
             add_custom_scalars(writer, {
-                f"instance {i:03d} (init seed {pl_module.model.init_seeds[i]})": {
+                instance_category(trainer, pl_module, i, labels): {
                     "neuron top-feature share": [rf"^neuron_top_share/instance_{i:03d}/neuron_\d+$"]
                 } for i in self.chosen
             })
         if writer is not None:
             index = "|".join(f"{i:03d}" for i in self.chosen)
             add_custom_scalars(
-                writer, {"geometry (per instance)": {t: [rf"^{q}/instance_({index})$"] for t, q in PER_INSTANCE.items()}}
+                writer, {f"{run_label(trainer)} · geometry (per instance)": {t: [rf"^{q}/instance_({index})$"] for t, q in PER_INSTANCE.items()}}
             )
         if trainer.global_step == 0:
             self.measure(trainer, pl_module, 0)

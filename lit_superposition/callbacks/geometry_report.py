@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,26 @@ from torch import Tensor
 from typing_extensions import override
 
 from lit_superposition.analysis import geometry, neurons
+from lit_superposition.analysis.learned_vs_theory import compare_with_kgons
 from lit_superposition.analysis.files import atomic_write_text
 from lit_superposition.errors import ConfigError
 
 REPORT_FILE = "report.json"
 #: Step keys of the evaluation batches: far beyond any training step, so never a training batch.
 EVAL_STEP_BASE = 10**9
+
+
+def _probability_text(p: list[float]) -> str:
+    """One ``p`` when the features share it, else the first feature's and a ``…``."""
+    return f"{p[0]:.3g}" if len(set(p)) == 1 else f"{p[0]:.3g}…"
+
+
+def _relative(loss: float | None, reference: float | None, k: int | None = None) -> str:
+    """``+1.2%`` (or ``+1.2% (k=5)``): how far a learned loss sits above a theory loss."""
+    if loss is None or reference is None:
+        return "-"
+    text = f"{100 * (loss / reference - 1):+.1f}%"
+    return f"{text} k={k}" if k is not None else text
 
 
 class GeometryReport(pl.Callback):
@@ -34,6 +49,12 @@ class GeometryReport(pl.Callback):
     neuron its ``top_feature``, ``top_share`` (of its squared weight) and ``weights``. With repeats (``pl_module.repeats > 1``: instance ``i`` is
     repeat ``i % repeats`` of setting ``i // repeats``) also ``setting``, ``repeat`` and
     ``best_repeat`` (the lowest loss of its setting).
+
+    For the 2-D ReLU-output model, theory stands beside practice: ``expected_loss`` (the exact
+    expected loss of the learned weights under the run's own distribution, with
+    ``expected_loss_error`` its stated bound) and, for an instance with one ``p`` and importance over
+    its features, ``kgon_loss`` (the optimal symmetric k-gon with the instance's own number of
+    directions), ``best_k`` and ``best_kgon_loss``. The table shows the learned loss against both.
 
     ``loss`` is the instance's loss (mean over features, importance-weighted) on ``n_eval_batches``
     fresh batches drawn with step keys ``10**9 + k``, which training never reaches: the same batches
@@ -136,6 +157,14 @@ class GeometryReport(pl.Callback):
                     for f, s, w in zip(neuron_top[i], neuron_share[i], W[i].tolist())
                 ]
             instances.append(entry)
+        if model.d_hidden == 2 and type(model).__name__ == "ReLUOutputModel" and isinstance(p, Tensor):
+            sets = getattr(trainer.datamodule, "feature_sets", None)
+            beside = compare_with_kgons(
+                W.double(), b.double(), p.double(), pl_module.importance.detach().cpu().double(), n_directions,
+                correlated_sets=getattr(sets, "correlated_sets", None), anticorrelated_sets=getattr(sets, "anticorrelated_sets", None),
+            )
+            for entry, extra in zip(instances, beside):
+                entry.update(extra)
         repeats = int(getattr(pl_module, "repeats", 1) or 1)
         if repeats > 1:
             if model.n_instances % repeats:
@@ -160,36 +189,54 @@ class GeometryReport(pl.Callback):
         }
 
     def table(self, report: dict[str, Any]) -> Table:
-        """The report as a rich table (the first ``max_rows`` instances)."""
+        """The report as a rich table for an 80-column terminal (the first ``max_rows`` instances).
+
+        The swept quantity gets a column; with more than 8 features, the geometry column counts the
+        features at each dimensionality label instead of listing them, and the norms are left out.
+        """
         rows = report["instances"]
         repeats = report["repeats"] > 1
+        more = f"{len(rows) - self.max_rows} more instances in {REPORT_FILE}; " if len(rows) > self.max_rows else ""
         table = Table(title=f"geometry at step {report['step']}", caption=(
-            f"{len(rows) - self.max_rows} more instances in {REPORT_FILE}" if len(rows) > self.max_rows else None
+            f"{more}loss: each instance's own (mean over features; train/loss sums the instances)"
         ))
-        columns = ("instance", "init seed", *(("setting", "repeat") if repeats else ()), "loss",
-                   "represented", "directions", "geometry", "‖W_f‖")
+        swept = len({tuple(row.get("feature_probability") or ()) for row in rows}) > 1
+        many = report["n_features"] > 8
+        theory_columns = any("kgon_loss" in row for row in rows)
+        columns = ("inst", "seed", *(("set", "rep") if repeats else ()), *(("p",) if swept else ()), "loss",
+                   *(("vs k-gon", "vs best") if theory_columns else ()),
+                   "repr", *(("dirs",) if report["d_hidden"] == 2 else ()), "geometry", *(() if many else ("‖W_f‖",)))
         body = []
         for row in rows[: self.max_rows]:
-            geometry_text = row["geometry"] if isinstance(row["geometry"], str) else " ".join(row["geometry"])
-            if row.get("regular"):
-                geometry_text = f"regular {geometry_text}"
+            if isinstance(row["geometry"], str):
+                geometry_text = f"regular {row['geometry']}" if row.get("regular") else row["geometry"]
+            elif many:
+                counts = Counter(row["geometry"])
+                geometry_text = " ".join(f"{n}×{label}" for label, n in counts.most_common())
+            else:
+                geometry_text = " ".join(row["geometry"])
             cells = [str(row["index"]), str(row["init_seed"])]
             if repeats:
-                cells += [str(row["setting"]), f"{row['repeat']}{' *' if row['best_repeat'] else ''}"]
-            cells += [
-                f"{row['loss']:.5f}",
-                f"{len(row['represented'])}/{len(row['feature_norms'])}",
-                str(row["n_directions"]),
-                geometry_text,
-                " ".join(f"{x:.2f}" for x in row["feature_norms"][:8]) + (" …" if len(row["feature_norms"]) > 8 else ""),
-            ]
+                cells += [str(row["setting"]), f"{row['repeat']}{'*' if row['best_repeat'] else ''}"]
+            if swept:
+                cells += [_probability_text(row["feature_probability"])]
+            cells += [f"{row['loss']:.5f}"]
+            if theory_columns:
+                cells += [_relative(row.get("expected_loss"), row.get("kgon_loss")),
+                          _relative(row.get("expected_loss"), row.get("best_kgon_loss"), row.get("best_k"))]
+            cells += [f"{len(row['represented'])}/{len(row['feature_norms'])}"]
+            if report["d_hidden"] == 2:
+                cells += [str(row["n_directions"])]
+            cells += [geometry_text]
+            if not many:
+                cells += [" ".join(f"{x:.2f}" for x in row["feature_norms"])]
             body.append(cells)
         for k, column in enumerate(columns):
-            left = column in ("geometry", "represented", "‖W_f‖")
-            # Every column but the norms keeps its full width; on a narrow console the norms give way.
-            width = None if column == "‖W_f‖" else max([len(column), *(len(cells[k]) for cells in body)])
-            table.add_column(column, justify="left" if left else "right", no_wrap=True, min_width=width,
-                             overflow="ellipsis")
+            squeezable = column in ("geometry", "‖W_f‖")
+            # Every column but the geometry and the norms keeps its full width; on a narrow console those give way.
+            width = None if squeezable else max([len(column), *(len(cells[k]) for cells in body)])
+            table.add_column(column, justify="left" if squeezable or column == "repr" else "right", no_wrap=True,
+                             min_width=width, overflow="ellipsis")
         for cells in body:
             table.add_row(*cells)
         return table

@@ -18,6 +18,7 @@ from lit_superposition.analysis.geometry import classify_2d
 from lit_superposition.analysis.files import atomic_torch_save
 from lit_superposition.callbacks.base import (
     MeasurementCallback,
+    instance_labels,
     resolve_instances,
     validate_interval,
 )
@@ -158,17 +159,17 @@ class GeometrySnapshots(MeasurementCallback):
             return
         step, model = trainer.global_step, pl_module.model
         W = model.W.detach().cpu()  # (n_instances, d_hidden, n_features)
-        seeds = model.init_seeds
+        seeds, labels = model.init_seeds, instance_labels(trainer, pl_module)
+        names = [f"{i} {labels[i]} (seed {seeds[i]})".replace("  ", " ") for i in range(model.n_instances)]
         if model.d_hidden == 2:
-            shapes = classify_2d(W[self.chosen], self.threshold)
-            titles = [f"{i} (seed {seeds[i]}): {s.name}" for i, s in zip(self.chosen, shapes)]
-            writer.add_figure("geometry/polygons", plotting.polygon_grid(W, self.chosen, titles, threshold=self.threshold), step)
+            # Random weights form no solution: at step 0 the titles say so instead of naming a polygon.
+            shapes = [s.name for s in classify_2d(W[self.chosen], self.threshold)] if step else ["initialization"] * len(self.chosen)
+            titles = [f"{names[i]}:\n{shape}" for i, shape in zip(self.chosen, shapes)]
+            writer.add_figure("geometry/polygons", plotting.polygon_grid(W, self.chosen, titles, threshold=self.threshold, scale=1.6), step)
         else:
-            titles = [f"instance {i} (seed {seeds[i]})" for i in self.chosen]
-            writer.add_figure("geometry/WtW", plotting.wtw_grid(W, self.chosen, titles), step)
+            writer.add_figure("geometry/WtW", plotting.wtw_grid(W, self.chosen, [names[i] for i in self.chosen]), step)
         if model.privileged_basis:
-            titles = [f"instance {i} (seed {seeds[i]})" for i in self.chosen]
-            writer.add_figure("geometry/neurons", plotting.neuron_weights(W, self.chosen, titles), step)
+            writer.add_figure("geometry/neurons", plotting.neuron_weights(W, self.chosen, [names[i] for i in self.chosen]), step)
         p = getattr(trainer.datamodule, "feature_probability", None) if trainer.datamodule is not None else None
         if isinstance(p, Tensor) and plotting.is_probability_sweep(p):
             writer.add_figure("geometry/dimensionality_sweep", plotting.dimensionality_sweep(W, p, self.threshold), step)

@@ -85,6 +85,10 @@ class WeightPatching(Callback):
         if trainer.ckpt_path is None and self._initial_state is not None:
             apply_initial_state(pl_module.model, self._initial_state)
 
+    def instance_roles(self) -> list[str]:
+        """What each instance of the run is: ``base``, ``patched`` and ``donor`` per triple."""
+        return [role for _ in self.triples for role in ("base", "patched", "donor")]
+
     def extend_report(self, report: dict[str, Any], trainer: pl.Trainer, pl_module: pl.LightningModule) -> Table:
         """Add ``triples`` and ``flip_rate`` to the end-of-fit report and return their table."""
         geometries = [str(instance["geometry"]) for instance in report["instances"]]

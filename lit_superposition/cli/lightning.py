@@ -61,7 +61,16 @@ INSTRUMENTS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
 
 
 class LitSuperpositionCLI(LightningCLI):
-    """LightningCLI for toy models: sizes written once, in ``data``, and linked to ``model``."""
+    """LightningCLI for toy models: sizes written once, in ``data``, and linked to ``model``.
+
+    Only ``fit`` is offered: the stream has no validation, test or prediction sets (the end-of-fit
+    report evaluates on fresh batches instead).
+    """
+
+    @staticmethod
+    @override
+    def subcommands() -> dict[str, set[str]]:
+        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -219,12 +228,14 @@ def build_cli(args: Sequence[str], run: bool = True) -> LitSuperpositionCLI:
         parser_kwargs={
             "description": _description(),
             "exit_on_error": False,
-            **{cmd: {"exit_on_error": False} for cmd in ("fit", "validate", "test", "predict")},
+            "allow_abbrev": False,  # `--data.n_feature 6` is an error, not n_features
+            "fit": {"exit_on_error": False, "allow_abbrev": False},
         },
         trainer_defaults={
             "max_epochs": -1,
             "max_steps": 10_000,
             "log_every_n_steps": 50,
+            "enable_model_summary": False,  # a table of one module with FLOPs 0 says nothing here
             "logger": {
                 "class_path": "pytorch_lightning.loggers.TensorBoardLogger",
                 "init_args": {"save_dir": RUNS_DIR, "name": name or "default", "default_hp_metric": False},

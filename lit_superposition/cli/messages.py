@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import sys
 import warnings
+
+import torch.optim
 
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -79,7 +82,19 @@ def explain_argument_error(message: str) -> str:
         value = nested.group(2)
         literal = re.search(r"Expected a (typing\.Literal\[[^\]]*\])", text)
         allowed = _type_name(literal.group(1)) if literal else ""
-    return f"{key}: invalid value {value}" + (f"; expected {allowed}" if allowed else "")
+    return f"{key}: invalid value {value}" + (f"; expected {allowed}" if allowed else "") + _suggestion(key, value)
+
+
+def _suggestion(key: str, value: str) -> str:
+    """``; did you mean AdamW?`` for a misspelt optimizer or scheduler class."""
+    if key not in ("optimizer", "lr_scheduler"):
+        return ""
+    module = torch.optim if key == "optimizer" else torch.optim.lr_scheduler
+    names = [name for name in dir(module) if name[:1].isupper()] + (["WarmupDecay"] if key == "lr_scheduler" else [])
+    close = difflib.get_close_matches(value.rsplit(".", 1)[-1], names, n=1, cutoff=0.6)
+    lowered = [name for name in names if name.lower() == value.lower()]
+    match = lowered or close
+    return f"; did you mean {match[0]}?" if match else ""
 
 
 def fail(message: str, code: int) -> None:

@@ -49,7 +49,7 @@ class StepKeys(IterableDataset):
 
 
 class SparseFeatureDataModule(pl.LightningDataModule):
-    """Sparse features: feature ``f`` of instance ``i`` is 0 with probability ``1 - p[i, f]``, else Uniform[0, 1).
+    """Sparse features: feature ``f`` of instance ``i`` is 0 with probability ``1 - p[i, f]``, else uniform on (0, 1].
 
     Features not in a set are independent. In a correlated set one draw decides whether all its
     features are active together (magnitudes independent); in an anticorrelated set at most one

@@ -113,6 +113,16 @@ def test_nearest_fraction_labels():
     assert geometry.nearest_fraction(0.68) == "2/3"
     assert geometry.nearest_fraction(0.37) == "3/8"
     assert geometry.nearest_fraction([[0.5, 0.0]]) == [["1/2", "0"]]
+    # Near no fraction: the value itself, not the nearest fraction (0.17 is 0.08 from 1/4).
+    assert geometry.nearest_fraction(0.17) == "0.17" and geometry.nearest_fraction(0.21) == "0.21"
+    assert geometry.nearest_fraction(0.254) == "1/4"
+
+
+def test_two_orthogonal_features_are_not_a_digon():
+    orthogonal = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # (1, d_hidden=2, n_features=2)
+    antipodal = torch.tensor([[[1.0, -1.0], [0.0, 0.0]]])
+    assert geometry.classify_2d(orthogonal)[0].name == "orthogonal pair"
+    assert geometry.classify_2d(antipodal)[0].name == "digon"
 
 
 def test_batched_over_instances():

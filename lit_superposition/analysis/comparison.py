@@ -1,0 +1,99 @@
+"""Runs side by side: the same init seeds trained under different settings (seed 000's optimizer study); no Lightning."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from lit_superposition.analysis.run_files import Run
+from lit_superposition.errors import ConfigError
+
+#: Config keys that differ between runs without changing what was trained.
+IGNORED = ("trainer.logger", "ckpt_path", "trainer.enable_progress_bar", "trainer.enable_model_summary", "progress_bar")
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values."""
+    if isinstance(config, dict):
+        items: dict[str, Any] = {}
+        for key, value in config.items():
+            items.update(flatten(value, f"{prefix}{key}."))
+        return items
+    return {prefix.rstrip("."): config}
+
+
+def _short(key: str, value: Any) -> str:
+    if key.endswith(".class_path") and isinstance(value, str):
+        return f"{key.removesuffix('.class_path')}={value.rsplit('.', 1)[-1]}"
+    key = key.replace(".init_args.", ".")
+    return f"{key}={value}"
+
+
+def run_labels(runs: list[Run]) -> list[str]:
+    """Each run labelled by the settings in which its ``config.yaml`` differs from the others' (e.g. ``optimizer=Adam``)."""
+    flat = [flatten(run.config) for run in runs]
+    keys = sorted({key for f in flat for key in f if not key.startswith(IGNORED)})
+    differing = [key for key in keys if len({repr(f.get(key)) for f in flat}) > 1]
+    # A class that differs explains its own init_args: show the class, then only the arguments of equal classes.
+    classes = [key.removesuffix(".class_path") for key in differing if key.endswith(".class_path")]
+    shown = [key for key in differing if key.endswith(".class_path") or not any(key.startswith(c + ".") for c in classes)]
+    labels = [", ".join(_short(key, f.get(key)) for key in shown) or run.directory.name for f, run in zip(flat, runs)]
+    if len(set(labels)) < len(labels):  # identical configs: tell them apart by directory
+        labels = [f"{label} ({run.directory.parent.name}/{run.directory.name})" for label, run in zip(labels, runs)]
+    return labels
+
+
+def compare_runs(runs: list[Run]) -> dict[str, Any]:
+    """Line up runs of the same init seeds and shapes: per-seed geometry and per-run counts.
+
+    Raises:
+        ConfigError: one line, when the runs differ in their seeds or shapes.
+    """
+    if len(runs) < 2:
+        raise ConfigError("compare needs at least two run directories")
+    first = runs[0].report
+    for run in runs[1:]:
+        for key in ("n_instances", "n_features", "d_hidden"):
+            if run.report[key] != first[key]:
+                raise ConfigError(
+                    f"runs differ in {key}: {runs[0].directory} has {first[key]}, {run.directory} has {run.report[key]}; "
+                    "compare lines up runs of the same shape and init seeds"
+                )
+        seeds = [row["init_seed"] for row in run.report["instances"]]
+        if seeds != [row["init_seed"] for row in first["instances"]]:
+            raise ConfigError(
+                f"runs differ in their init seeds: {runs[0].directory} and {run.directory}; compare lines up the same seeds"
+            )
+    labels = run_labels(runs)
+    seeds = [row["init_seed"] for row in first["instances"]]
+    table = [
+        {"instance": i, "init_seed": seed, **{label: _geometry(run.report["instances"][i]) for label, run in zip(labels, runs)}}
+        for i, seed in enumerate(seeds)
+    ]
+    counts = {label: dict(Counter(_geometry(row) for row in run.report["instances"]).most_common()) for label, run in zip(labels, runs)}
+    return {"runs": [str(run.directory) for run in runs], "labels": labels, "seeds": table, "counts": counts}
+
+
+def _geometry(row: dict[str, Any]) -> str:
+    return row["geometry"] if isinstance(row["geometry"], str) else f"{len(row['represented'])} represented"
+
+
+def counts_figure(comparison: dict[str, Any]) -> Figure:
+    """Stacked bars: how many seeds end in each geometry, one bar per run."""
+    labels = comparison["labels"]
+    geometries = sorted({g for counts in comparison["counts"].values() for g in counts})
+    fig = Figure(figsize=(1.6 + 1.4 * len(labels), 4.0), dpi=90)
+    ax = fig.add_subplot()
+    bottom = np.zeros(len(labels))
+    for k, geometry in enumerate(geometries):
+        heights = np.array([comparison["counts"][label].get(geometry, 0) for label in labels], dtype=float)
+        ax.bar(range(len(labels)), heights, bottom=bottom, label=geometry, color=f"C{k % 10}")
+        bottom += heights
+    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("instances (init seeds)")
+    ax.legend(fontsize=8, title="geometry")
+    fig.tight_layout()
+    return fig

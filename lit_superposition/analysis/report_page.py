@@ -1,0 +1,194 @@
+"""One page per run: figures as PNG files beside a self-contained ``index.html``; no Lightning.
+
+The page reads the run's files only (:class:`~lit_superposition.analysis.run_files.Run`), so it can
+be made long after training, on another machine, and opened offline.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from lit_superposition.analysis import plotting, theory
+from lit_superposition.analysis.run_files import Run
+
+#: Per-feature quantities drawn for the chosen instances: panel title by tag prefix.
+CURVES = {"grad_norm_W": "gradient norm ‖∂L/∂W_f‖", "feature_loss": "loss per feature", "feature_norm": "feature norm ‖W_f‖"}
+MAX_POLYGONS = 64
+MAX_FORMATION_STEPS = 6
+
+
+@dataclass
+class PageFigure:
+    """A figure of the page: its file name, heading and what it shows."""
+
+    file: str
+    heading: str
+    caption: str
+
+
+def chosen_instances(report: dict[str, Any]) -> list[tuple[int, str]]:
+    """The instances worth a closer look, with why: each patch triple's members, else the best and the worst."""
+    rows = report["instances"]
+    if report.get("triples"):
+        chosen = []
+        for k, triple in enumerate(report["triples"]):
+            for role, index in zip(("base", "patched", "donor"), triple["instances"]):
+                chosen.append((index, f"triple {k} {role}"))
+        return chosen
+    by_loss = sorted(rows, key=lambda row: row["loss"])
+    chosen = [(by_loss[0]["index"], "lowest loss")]
+    if len(by_loss) > 1:
+        chosen.append((by_loss[-1]["index"], "highest loss"))
+    return chosen
+
+
+def _label(row: dict[str, Any]) -> str:
+    geometry = row["geometry"] if isinstance(row["geometry"], str) else f"{len(row['represented'])} represented"
+    return f"{row['index']} (seed {row['init_seed']}): {geometry}"
+
+
+def _swept(report: dict[str, Any]) -> tuple[list[float], str] | None:
+    """The quantity the instances sweep (their first feature's probability), if they sweep one."""
+    ps = [row.get("feature_probability") for row in report["instances"]]
+    if any(p is None for p in ps):
+        return None
+    first = [p[0] for p in ps]
+    if len(set(first)) > 1:
+        return first, "feature 0's probability p"
+    return None
+
+
+def build_figures(run: Run, out: Path) -> list[PageFigure]:
+    """Draw every figure that fits the run into ``out`` and say what each shows."""
+    report, figures = run.report, []
+    rows = report["instances"]
+    W_last = run.snapshots["W"][-1] if run.snapshots is not None else None  # (n_instances, d_hidden, n_features)
+
+    def save(name: str, figure: Figure, heading: str, caption: str) -> None:
+        figure.savefig(out / name)
+        plt.close(figure)
+        figures.append(PageFigure(name, heading, caption))
+
+    if W_last is not None and report["d_hidden"] == 2:
+        shown = list(range(min(len(rows), MAX_POLYGONS)))
+        titles = [f"{_label(rows[i])}\nloss {rows[i]['loss']:.4f}" for i in shown]
+        save("polygons.png", plotting.polygon_grid(W_last, shown, titles, threshold=report["threshold"]),
+             "Geometry of every instance", "The learned 2-D solutions, canonicalized (first represented feature on +x), "
+             "each feature in its colour, titled with instance, init seed, geometry and loss.")
+    if W_last is not None and report["d_hidden"] > 2:
+        shown = [index for index, _ in chosen_instances(report)][:8]
+        save("wtw.png", plotting.wtw_grid(W_last, shown, [_label(rows[i]) for i in shown]), "WᵀW",
+             "WᵀW of the chosen instances: blue negative, red positive interference; bars: feature norms.")
+    for index, why in chosen_instances(report):
+        panels = {title: run.curves(tag, index) for tag, title in CURVES.items()}
+        panels = {title: curves for title, curves in panels.items() if curves}
+        if panels:
+            save(f"curves_{index:03d}.png", plotting.feature_curves(panels, f"instance {_label(rows[index])} ({why})"),
+                 f"Per-feature curves: instance {index} ({why})",
+                 "Gradient norm, loss and norm of each feature over training, one colour per feature.")
+    if W_last is not None:
+        shown = list(range(min(len(rows), 32)))
+        save("feature_bars.png", plotting.feature_bars(W_last, shown, [_label(rows[i]) for i in shown]),
+             "Feature norms and superposition", "‖W_f‖ of every feature (bars top to bottom: features 0, 1, …), "
+             "coloured by interference: dark bars have a dimension of their own, bright ones share it.")
+    if run.snapshots is not None and report["d_hidden"] == 2:
+        steps = run.snapshots["step"].tolist()
+        picks = sorted({steps[round(k * (len(steps) - 1) / (MAX_FORMATION_STEPS - 1))] for k in range(MAX_FORMATION_STEPS)})
+        for index, why in chosen_instances(report)[:6]:
+            W = torch.stack([run.snapshots["W"][steps.index(s), index] for s in picks])  # (n_steps, 2, n_features)
+            save(f"formation_{index:03d}.png",
+                 plotting.polygon_grid(W, titles=[f"step {s}" for s in picks], ncols=len(picks), threshold=report["threshold"]),
+                 f"How the geometry formed: instance {index} ({why})", "The solution at snapshot steps from the initialization to the end.")
+    swept = _swept(report)
+    if swept is not None:
+        x, name = swept
+        labels = [row["geometry"] if isinstance(row["geometry"], str) else f"{row['n_directions']} directions" for row in rows]
+        save("loss_by_swept.png", plotting.loss_by_swept(x, [row["loss"] for row in rows], labels, name),
+             f"Loss against {name}", "Each instance's loss, coloured by the geometry it learned.")
+        if W_last is not None:
+            p = torch.tensor([row["feature_probability"] for row in rows])
+            if plotting.is_probability_sweep(p):
+                save("dimensionality_sweep.png", plotting.dimensionality_sweep(W_last, p, report["threshold"]),
+                     "Dimensions per feature", "ARENA's feature-geometry plot: dimensions per feature and each feature's dimensionality against 1/p.")
+    if any("kgon_loss" in row for row in rows):
+        first = rows[0]
+        solutions = theory.kgon_solutions(report["n_features"], first["feature_probability"][0], 1.0)
+        learned = [{"k": row["n_directions"], "loss": row["expected_loss"]} for row in rows if "expected_loss" in row]
+        save("kgon_losses.png", plotting.kgon_losses(solutions, learned), "Theory beside practice",
+             "The expected loss of the optimal k-gon for each k (line) and of every learned instance (dots, at its number of directions).")
+    crossover = report.get("crossover")
+    if crossover is not None:
+        save("crossover.png", plotting.crossover(crossover), "The loss-curve crossover",
+             "Each template family's loss against the swept feature's relative density, theory dashed, best Xavier fits as crosses.")
+    return figures
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def summary(run: Run) -> str:
+    """The page's opening: config, steps, geometry counts, flip rate, best repeat per setting."""
+    report = run.report
+    rows = report["instances"]
+    parts = [f"<p><b>config</b> {html.escape(run.name)} · <b>steps</b> {report['step']} · <b>instances</b> "
+             f"{report['n_instances']} · <b>model</b> {html.escape(str(report.get('variant', 'ReLUOutputModel')))} · "
+             f"{report['n_features']} features in {report['d_hidden']} hidden dimensions</p>"]
+    counts = Counter(row["geometry"] if isinstance(row["geometry"], str) else f"{len(row['represented'])} represented" for row in rows)
+    parts.append("<h3>Geometries</h3>" + _table(["geometry", "instances"], [[g, n] for g, n in counts.most_common()]))
+    if "flip_rate" in report:
+        parts.append(f"<h3>Weight patching</h3><p>flip rate <b>{report['flip_rate']:.2f}</b> over {len(report['triples'])} triples</p>")
+        parts.append(_table(["base seed", "donor", "features", "base", "patched", "donor geometry", "flipped"], [
+            [t["base_seed"], t["donor_seed"] if t["donor_seed"] is not None else t["donor_file"], t["features"],
+             t["base_geometry"], t["patched_geometry"], t["donor_geometry"], "yes" if t["flipped"] else "no"]
+            for t in report["triples"]]))
+    if report.get("repeats", 1) > 1:
+        best = [row for row in rows if row.get("best_repeat")]
+        parts.append("<h3>Best repeat per setting</h3>" + _table(
+            ["setting", "instance", "init seed", "loss", "geometry"],
+            [[row["setting"], row["index"], row["init_seed"], f"{row['loss']:.5f}", row["geometry"]] for row in best]))
+    parts.append(f"<p class='note'>loss: {html.escape(report.get('loss_definition', ''))}; the progress bar's "
+                 "train/loss is the sum over instances.</p>")
+    return "\n".join(parts)
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0; }} td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; }}
+img {{ max-width: 100%; border: 1px solid #eee; }} .note {{ color: #666; font-size: 90%; }} figure {{ margin: 1.5em 0; }}
+</style></head><body>
+<h1>{title}</h1>
+{summary}
+<h2>Figures</h2>
+{figures}
+<p class="note">Made by lit-superposition report from {directory}.</p>
+</body></html>
+"""
+
+
+def write_report(run: Run, out: Path) -> Path:
+    """Draw the figures into ``out`` and write ``out/index.html``; returns its path."""
+    out.mkdir(parents=True, exist_ok=True)
+    figures = build_figures(run, out)
+    body = "\n".join(
+        f"<figure><h3>{html.escape(f.heading)}</h3><img src='{html.escape(f.file)}' alt='{html.escape(f.heading)}'>"
+        f"<figcaption class='note'>{html.escape(f.caption)}</figcaption></figure>"
+        for f in figures
+    )
+    page = PAGE.format(title=html.escape(f"{run.name}: {run.directory.name}"), summary=summary(run), figures=body,
+                       directory=html.escape(str(run.directory)))
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index

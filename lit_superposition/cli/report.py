@@ -1,0 +1,36 @@
+"""``lit-superposition report RUN_DIR``: a page of figures for a finished run, from its files alone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from jsonargparse import ArgumentParser
+from rich.console import Console
+
+from lit_superposition.analysis.report_page import write_report
+from lit_superposition.analysis.run_files import load_run
+
+
+def report_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="lit-superposition report",
+        description="Draw a run's figures and write RUN_DIR/report/index.html (readable offline).",
+        exit_on_error=False,
+        allow_abbrev=False,
+    )
+    parser.add_argument("run_dir", type=str, help="A run directory, e.g. runs/hexagon_patch/version_0.")
+    parser.add_argument("--out", type=str | None, default=None, help="Where to write the page (default: RUN_DIR/report).")
+    return parser
+
+
+def run_report(args: Sequence[str], console: Console | None = None) -> Path:
+    """Parse ``args``, write the page, print where it is; returns the path of ``index.html``."""
+    config = report_parser().parse_args(list(args))
+    run = load_run(config.run_dir)
+    out = Path(config.out) if config.out else run.directory / "report"
+    console = console or Console()
+    with console.status(f"drawing the figures of {run.directory}"):
+        index = write_report(run, out)
+    console.print(f"report page: {index}")
+    return index

@@ -1,0 +1,71 @@
+"""The report page of a short real patch run: summary, every figure, and the figures it promises."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lit_superposition.analysis.comparison import compare_runs
+from lit_superposition.analysis.report_page import chosen_instances, write_report
+from lit_superposition.analysis.run_files import load_run
+from lit_superposition.cli import build_cli
+from lit_superposition.errors import ConfigError
+
+QUIET = ["--trainer.enable_progress_bar=false", "--instruments.feature_grad_norms.every_n_steps=10",
+         "--instruments.feature_losses.every_n_steps=10", "--instruments.feature_geometry.every_n_steps=10"]
+
+
+@pytest.fixture(scope="module")
+def patch_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("patch")
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        build_cli(["fit", "--config", "hexagon_patch.yaml", "--trainer.max_steps=40", *QUIET])
+    finally:
+        os.chdir(cwd)
+    return folder / "runs" / "hexagon_patch" / "version_0"
+
+
+def test_the_page_has_the_summary_and_every_figure_it_links(patch_run, tmp_path):
+    index = write_report(load_run(patch_run), tmp_path / "report")
+    page = index.read_text()
+    assert "hexagon_patch" in page and "<b>steps</b> 40" in page
+    assert re.search(r"flip rate <b>\d\.\d\d</b> over 3 triples", page)
+    assert "<h3>Geometries</h3>" in page
+    images = re.findall(r"<img src='([^']+)'", page)
+    assert images and all((tmp_path / "report" / name).is_file() for name in images)
+    # every member of each triple gets its coloured curves (the instruments chose them by default)
+    assert {f"curves_{i:03d}.png" for i in range(9)} <= set(images)
+    assert {"polygons.png", "feature_bars.png"} <= set(images)
+    assert any(name.startswith("formation_") for name in images)
+    assert "http" not in page.replace("http-equiv", "")  # nothing to fetch: readable offline
+
+
+def test_chosen_instances_are_the_triples_or_the_extremes():
+    triples = {"instances": [{"index": i, "loss": 0.0} for i in range(6)],
+               "triples": [{"instances": [0, 1, 2]}, {"instances": [3, 4, 5]}]}
+    assert [why for _, why in chosen_instances(triples)][:3] == ["triple 0 base", "triple 0 patched", "triple 0 donor"]
+    plain = {"instances": [{"index": i, "loss": loss} for i, loss in enumerate([0.3, 0.1, 0.5])]}
+    assert chosen_instances(plain) == [(1, "lowest loss"), (2, "highest loss")]
+
+
+def test_missing_run_files_are_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_run(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="has no report.json"):
+        load_run(tmp_path)
+
+
+def test_compare_needs_the_same_seeds(patch_run):
+    run = load_run(patch_run)
+    comparison = compare_runs([run, run])
+    assert comparison["counts"][comparison["labels"][0]] == comparison["counts"][comparison["labels"][1]]
+    other = load_run(patch_run)
+    other.report = {**other.report, "instances": [{**row, "init_seed": row["init_seed"] + 1} for row in other.report["instances"]]}
+    with pytest.raises(ConfigError, match="runs differ in their init seeds"):
+        compare_runs([run, other])
