@@ -7,24 +7,24 @@ from collections.abc import Sequence
 
 
 def crossing(x: Sequence[float], a: Sequence[float], b: Sequence[float]) -> float | None:
-    """The first ``x`` where ``a - b`` changes sign, interpolated linearly in ``log x``.
+    """The first ``x`` where ``a - b`` changes sign, interpolated linearly in ``log x`` (points where either is None skipped).
 
     Args:
         x: Increasing positive values (e.g. a feature's relative density).
-        a: One curve at ``x``.
-        b: The other curve at ``x``.
+        a: One curve at ``x`` (None where it has no point).
+        b: The other curve at ``x`` (None where it has no point).
 
     Returns:
         The crossing, or None when one curve stays below the other.
     """
-    d = [ai - bi for ai, bi in zip(a, b)]
-    for k in range(len(d) - 1):
-        if d[k] == 0:
-            return float(x[k])
-        if (d[k] < 0) != (d[k + 1] < 0):
-            t = d[k] / (d[k] - d[k + 1])
-            return float(math.exp(math.log(x[k]) + t * (math.log(x[k + 1]) - math.log(x[k]))))
-    return float(x[-1]) if d and d[-1] == 0 else None
+    points = [(xi, ai - bi) for xi, ai, bi in zip(x, a, b) if ai is not None and bi is not None]
+    for (x0, d0), (x1, d1) in zip(points, points[1:]):
+        if d0 == 0:
+            return float(x0)
+        if (d0 < 0) != (d1 < 0):
+            t = d0 / (d0 - d1)
+            return float(math.exp(math.log(x0) + t * (math.log(x1) - math.log(x0))))
+    return float(points[-1][0]) if points and points[-1][1] == 0 else None
 
 
 def switch(x: Sequence[float], labels: Sequence[str]) -> float | None:

@@ -260,7 +260,8 @@ def crossover(entry: dict) -> Figure:
     colors = plt.get_cmap("tab10")
     for k, (name, curves) in enumerate(entry["families"].items()):
         ax.plot(x, curves["theory"], color=colors(k), lw=1.2, ls="--", label=f"{name}: theory")
-        ax.plot(x, curves["learned"], color=colors(k), marker="o", ms=4, lw=0, label=f"{name}: trained from template")
+        learned = np.array([np.nan if v is None else v for v in curves["learned"]], dtype=float)
+        ax.plot(x, learned, color=colors(k), marker="o", ms=4, lw=0, label=f"{name}: trained from template")
     best = [(xi, b["loss"], b["geometry"]) for xi, b in zip(x, entry.get("xavier_best", [])) if b is not None]
     if best:
         ax.scatter([b[0] for b in best], [b[1] for b in best], marker="x", color="0.3", s=30, zorder=4,

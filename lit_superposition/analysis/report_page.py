@@ -50,9 +50,16 @@ def chosen_instances(report: dict[str, Any]) -> list[tuple[int, str]]:
     return chosen
 
 
-def _label(row: dict[str, Any]) -> str:
+def _label(row: dict[str, Any], roles: dict[int, str] | None = None) -> str:
     geometry = row["geometry"] if isinstance(row["geometry"], str) else f"{len(row['represented'])} represented"
-    return f"{row['index']} (seed {row['init_seed']}): {geometry}"
+    role = f"{roles[row['index']]}, " if roles and row["index"] in roles else ""
+    return f"{row['index']} ({role}seed {row['init_seed']}): {geometry}"
+
+
+def _roles(report: dict[str, Any]) -> dict[int, str]:
+    """``base``, ``patched`` or ``donor`` by instance, in a patch run."""
+    return {index: role for triple in report.get("triples", [])
+            for role, index in zip(("base", "patched", "donor"), triple["instances"])}
 
 
 def _swept(report: dict[str, Any]) -> tuple[list[float], str] | None:
@@ -70,6 +77,7 @@ def build_figures(run: Run, out: Path) -> list[PageFigure]:
     """Draw every figure that fits the run into ``out`` and say what each shows."""
     report, figures = run.report, []
     rows = report["instances"]
+    roles = _roles(report)
     W_last = run.snapshots["W"][-1] if run.snapshots is not None else None  # (n_instances, d_hidden, n_features)
 
     def save(name: str, figure: Figure, heading: str, caption: str) -> None:
@@ -79,7 +87,7 @@ def build_figures(run: Run, out: Path) -> list[PageFigure]:
 
     if W_last is not None and report["d_hidden"] == 2:
         shown = list(range(min(len(rows), MAX_POLYGONS)))
-        titles = [f"{_label(rows[i])}\nloss {rows[i]['loss']:.4f}" for i in shown]
+        titles = [f"{_label(rows[i], roles)}\nloss {rows[i]['loss']:.4f}" for i in shown]
         save("polygons.png", plotting.polygon_grid(W_last, shown, titles, threshold=report["threshold"]),
              "Geometry of every instance", "The learned 2-D solutions, canonicalized (first represented feature on +x), "
              "each feature in its colour, titled with instance, init seed, geometry and loss.")
@@ -91,7 +99,7 @@ def build_figures(run: Run, out: Path) -> list[PageFigure]:
         panels = {title: run.curves(tag, index) for tag, title in CURVES.items()}
         panels = {title: curves for title, curves in panels.items() if curves}
         if panels:
-            save(f"curves_{index:03d}.png", plotting.feature_curves(panels, f"instance {_label(rows[index])} ({why})"),
+            save(f"curves_{index:03d}.png", plotting.feature_curves(panels, f"instance {_label(rows[index], roles)} ({why})"),
                  f"Per-feature curves: instance {index} ({why})",
                  "Gradient norm, loss and norm of each feature over training, one colour per feature.")
     if W_last is not None:
@@ -118,11 +126,14 @@ def build_figures(run: Run, out: Path) -> list[PageFigure]:
             if plotting.is_probability_sweep(p):
                 save("dimensionality_sweep.png", plotting.dimensionality_sweep(W_last, p, report["threshold"]),
                      "Dimensions per feature", "ARENA's feature-geometry plot: dimensions per feature and each feature's dimensionality against 1/p.")
-    if any("kgon_loss" in row for row in rows):
-        first = rows[0]
-        solutions = theory.kgon_solutions(report["n_features"], first["feature_probability"][0], 1.0)
-        learned = [{"k": row["n_directions"], "loss": row["expected_loss"]} for row in rows if "expected_loss" in row]
-        save("kgon_losses.png", plotting.kgon_losses(solutions, learned), "Theory beside practice",
+    with_theory = [row for row in rows if "kgon_loss" in row]
+    if with_theory:
+        # The k-gon family of the first uniform setting, with the instances trained at that setting.
+        p, importance = with_theory[0]["feature_probability"][0], with_theory[0].get("importance", [1.0])[0]
+        solutions = theory.kgon_solutions(report["n_features"], p, importance)
+        learned = [{"k": row["n_directions"], "loss": row["expected_loss"]} for row in with_theory
+                   if row["feature_probability"][0] == p and row.get("importance", [1.0])[0] == importance]
+        save("kgon_losses.png", plotting.kgon_losses(solutions, learned, f"p = {p:g}, importance {importance:g}"), "Theory beside practice",
              "The expected loss of the optimal k-gon for each k (line) and of every learned instance (dots, at its number of directions).")
     crossover = report.get("crossover")
     if crossover is not None:

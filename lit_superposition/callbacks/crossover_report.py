@@ -19,14 +19,19 @@ from lit_superposition.errors import ConfigError
 FIGURE_FILE = "crossover.png"
 
 
+def _loss(entry: dict[str, Any]) -> float:
+    """The exact expected loss where the report has it, else the evaluation batches' loss."""
+    return float(entry.get("expected_loss", entry["loss"]))
+
+
 class CrossoverReport(Callback):
     """Seed 004's loss-curve crossover, measured: template families and Xavier fits over a density sweep.
 
     Needs :class:`~lit_superposition.callbacks.TemplateStart` with one template per ``repeat`` (the
     families, e.g. a pentagon and two digons with the swept feature at zero) and the settings
     sweeping one feature's density (``SingleFeatureSweep``). At the end of fit it adds to
-    ``report.json`` a ``crossover`` entry: per family, the learned expected loss and theory's
-    loss (the template's optimum) per setting; the densities where the learned and the theory curves
+    ``report.json`` a ``crossover`` entry: per family, the learned expected loss (null where the
+    instance left the template's geometry) and theory's loss (the template's optimum) per setting; the densities where the learned and the theory curves
     cross (``crossover_density``, ``theory_crossover_density``, as the swept feature's density
     relative to the others); the geometry of the lowest-loss Xavier repeat of each setting and where
     it switches (``xavier_switch_density``). It draws ``crossover.png`` in the run directory and
@@ -78,7 +83,9 @@ class CrossoverReport(Callback):
             if template.repeat is None:
                 continue
             features = template.features or list(range(template.k))
-            learned = [settings[s][template.repeat].get("expected_loss", settings[s][template.repeat]["loss"]) for s in order]
+            # A template instance that left its geometry measures another basin: no point on this curve.
+            learned = [_loss(settings[s][template.repeat]) if settings[s][template.repeat]["n_directions"] == template.k
+                       else None for s in order]
             optimum = [theory.optimize_template(template.k, p[s], importance[s * repeats], features).loss for s in order]
             families[template.name] = {"learned": learned, "theory": optimum}
         template_repeats = {t.repeat for t in self._templates.templates if t.repeat is not None}
@@ -86,8 +93,8 @@ class CrossoverReport(Callback):
         best_xavier = []
         for s in order:
             candidates = [settings[s][r] for r in xavier]
-            best = min(candidates, key=lambda entry: entry["loss"]) if candidates else None
-            best_xavier.append(None if best is None else {"geometry": best["geometry"], "loss": best.get("expected_loss", best["loss"])})
+            best = min(candidates, key=_loss) if candidates else None
+            best_xavier.append(None if best is None else {"geometry": best["geometry"], "loss": _loss(best)})
         names = list(families)
         entry: dict[str, Any] = {"feature": self.feature, "relative_density": x, "families": families,
                                  "xavier_best": best_xavier}

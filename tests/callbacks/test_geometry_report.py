@@ -66,7 +66,8 @@ def test_repeats_mark_the_best_repeat_of_each_setting(tmp_path):
     assert [(r["setting"], r["repeat"]) for r in rows] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
     for setting in (0, 1):
         group = [r for r in rows if r["setting"] == setting]
-        assert [r["best_repeat"] for r in group] == [r["loss"] == min(g["loss"] for g in group) for r in group]
+        # the exact expected loss decides (the 2-D ReLU model has one); the evaluation batches' loss is noisier
+        assert [r["best_repeat"] for r in group] == [r["expected_loss"] == min(g["expected_loss"] for g in group) for r in group]
         assert sum(r["best_repeat"] for r in group) == 1
 
 

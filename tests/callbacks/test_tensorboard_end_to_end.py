@@ -45,12 +45,14 @@ def test_hexagon_config_writes_scalars_figures_layout_report_and_snapshots(in_tm
     assert [e.step for e in accumulator.Images("geometry/polygons")] == [0, 400]
 
     charts = layout(accumulator)
-    category = charts["instance 003 (init seed 3)"]
+    # Each run's categories are its own: several runs under one --logdir do not merge.
+    category = charts["hexagon_scan/version_0 · instance 003 (init seed 3)"]
     assert category["grad norm ‖∂L/∂W_f‖"] == [r"^grad_norm_W/instance_003/feature_\d+$"]
     assert set(category) == {"grad norm ‖∂L/∂W_f‖", "grad norm |∂L/∂b_f|", "loss per feature",
                              "feature norm ‖W_f‖", "dimensionality D_f", "interference"}
-    assert "total norm ‖W‖_F" in charts["geometry (per instance)"]
-    assert len([c for c in charts if c.startswith("instance")]) == 8
+    assert "total norm ‖W‖_F" in charts["hexagon_scan/version_0 · geometry (per instance)"]
+    assert len([c for c in charts if " · instance " in c]) == 8
+    assert all(c.startswith("hexagon_scan/version_0 · ") for c in charts)
 
     report = json.loads((run / "report.json").read_text())
     assert len(report["instances"]) == 16
