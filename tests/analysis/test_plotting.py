@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
@@ -82,3 +83,58 @@ def test_feature_colors_cover_many_features():
     assert plotting.feature_colors(5).shape == (5, 4)
     assert np.allclose(plotting.feature_colors(3)[0][:3], to_rgb("tab:blue"))
     assert len({tuple(c) for c in plotting.feature_colors(40)}) == 40
+
+
+def test_feature_curves_have_one_legend_entry_and_colour_per_feature():
+    curves = {f: ([0, 100, 200], [1.0 + f, 0.5 + f, 0.2 + f]) for f in range(4)}
+    fig = plotting.feature_curves({"loss per feature": curves, "feature norm": curves}, title="instance 1 (patched)")
+    panels = fig.axes
+    assert [ax.get_title() for ax in panels] == ["loss per feature", "feature norm"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [f"feature {f}" for f in range(4)]
+    colours = [line.get_color() for line in panels[0].lines]
+    assert len(set(map(str, colours))) == 4
+    np.testing.assert_allclose(to_rgb(colours[2]), plotting.feature_colors(4)[2][:3])
+
+
+def test_feature_bars_colour_by_interference():
+    W = torch.zeros(2, 2, 3)
+    W[0, 0, 0] = W[0, 1, 1] = 1.0  # instance 0: two dedicated features, no interference
+    W[1, 0, 0], W[1, 0, 1] = 1.0, -1.0  # instance 1: an antipodal pair, interference 1 each
+    fig = plotting.feature_bars(W, titles=["dedicated", "antipodal"])
+    ax = fig.axes[0]
+    bars = ax.patches  # row-major: instance 0's features, then instance 1's
+    assert len(bars) == 6 and [t.get_text() for t in ax.get_yticklabels()] == ["dedicated", "antipodal"]
+    assert bars[0].get_width() == pytest.approx(1.0) and bars[2].get_width() == pytest.approx(0.0)
+    assert bars[0].get_facecolor() != bars[3].get_facecolor()  # no interference vs interference
+
+
+def test_loss_by_swept_colours_by_geometry():
+    fig = plotting.loss_by_swept([1.0, 0.5, 0.1, 0.05], [0.1, 0.05, 0.01, 0.005], ["digon", "square", "pentagon", "pentagon"], "p")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["digon", "square", "pentagon"]
+    assert [len(c.get_offsets()) for c in ax.collections] == [1, 1, 2]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "p"
+
+
+def test_kgon_losses_marks_the_optimum_and_overlays_learned_instances():
+    from lit_superposition.analysis.theory import KGonSolution
+
+    solutions = [KGonSolution(k, loss, 1.0, 0.0, tuple(range(k))) for k, loss in [(4, 0.006), (5, 0.0048), (6, 0.0047)]]
+    fig = plotting.kgon_losses(solutions, [{"k": 5, "loss": 0.00482}, {"k": 6, "loss": 0.0047}])
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "theory optimum (k = 6)" in labels and "learned (2 instances, at their directions)" in labels
+    assert list(ax.lines[0].get_ydata()) == [0.006, 0.0048, 0.0047]
+
+
+def test_crossover_figure_draws_both_families_and_the_crossings():
+    entry = {"feature": 0, "relative_density": [0.1, 0.3, 1.0],
+             "families": {"pentagon": {"learned": [None, 0.0013, 0.0018], "theory": [0.0013, 0.0014, 0.0018]},
+                          "two digons": {"learned": [0.0007, 0.0014, 0.0035], "theory": [0.0007, 0.0014, 0.0035]}},
+             "xavier_best": [{"geometry": "square", "loss": 0.0007}, None, {"geometry": "pentagon", "loss": 0.0018}],
+             "crossover_density": 0.27, "theory_crossover_density": 0.33}
+    fig = plotting.crossover(entry)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert {"pentagon: theory", "pentagon: trained from template", "two digons: theory", "best Xavier repeat",
+            "learned curves cross (0.27)", "theory curves cross (0.33)"} <= set(labels)
+    assert fig.axes[0].get_xscale() == "log"
