@@ -28,3 +28,14 @@ def test_benchmark_prints_the_ratios_line_last(tmp_path):
     assert all(float(ratio) > 0 for ratio in match.groups())
     assert "reference" in result.stdout and "torch" in result.stdout  # the table and the versions
     assert not (tmp_path / "runs").exists()  # runs go to a temporary directory
+
+
+def test_parallel_runs_benchmark_prints_the_ratio_line_last(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "parallel_runs.py"), "--steps", "20", "--runs", "2"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(rf"parallel N=2 ratio={NUMBER}", last), last
+    assert "one after the other" in result.stdout

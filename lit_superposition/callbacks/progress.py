@@ -39,6 +39,12 @@ class StepProgressBar(RichProgressBar):
         metrics.pop("v_num", None)
         return metrics
 
+    @property
+    @override
+    def total_train_batches(self) -> int | float:
+        # The run's length in optimizer steps, also after a resume (Lightning counts the resumed epoch).
+        return self.trainer.max_steps if self.trainer.max_steps > 0 else float("inf")
+
     @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -46,3 +52,7 @@ class StepProgressBar(RichProgressBar):
         last = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
         if last or (batch_idx + 1) % self.update_every_n_steps == 0:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            if self.progress is not None and self.train_progress_bar_id is not None:
+                # The bar counts optimizer steps from 0, so a resumed run shows where it stands.
+                self.progress.update(self.train_progress_bar_id, completed=trainer.global_step,
+                                     total=self.total_train_batches)

@@ -86,6 +86,8 @@ class LitSuperpositionCLI(LightningCLI):
             key = f"instruments.{name}"
             parser.add_lightning_class_args(callback, key, subclass_mode=True, required=False)
             parser.set_defaults({key: {"class_path": f"{callback.__module__}.{callback.__name__}", "init_args": settings}})
+        parser.add_argument("--report_page", type=bool, default=True,
+                            help="Write RUN_DIR/report/index.html when fit ends (lit-superposition report redraws it).")
         # A resumed run writes into the run it continues: last.ckpt is overwritten, never versioned.
         parser.set_defaults({
             "checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000,

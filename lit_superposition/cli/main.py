@@ -64,7 +64,8 @@ def _finish(cli: LitSuperpositionCLI) -> None:
         return
     run = Path(log_dir)
     console = Console(stderr=False)
-    if (run / REPORT_FILE).is_file():
+    config = cli.config.get(str(cli.subcommand), cli.config)
+    if config.get("report_page", True) and (run / REPORT_FILE).is_file():
         for logger in cli.trainer.loggers:
             logger.finalize("success")  # the events on disk before the page reads them
         with console.status("drawing the report page"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import logging
 import re
 import sys
@@ -26,7 +27,9 @@ def quiet_lightning() -> None:
 def _drop_empty_notices(record: logging.LogRecord) -> bool:
     # An advert, and accelerators that are absent: neither says anything about this run, and on a
     # CPU they would stand between a one-line error and the user.
-    return not re.match(r"💡 Tip|(GPU|TPU|HPU) available: False", str(record.msg))
+    # "`Trainer.fit` stopped: `max_steps` reached" is printed on the progress bar's line and says
+    # what the run was asked to do anyway.
+    return not re.match(r"💡 Tip|(GPU|TPU|HPU) available: False|`Trainer.fit` stopped: `max_steps=", str(record.msg))
 
 
 def one_line(message: str, limit: int = 400) -> str:
@@ -82,7 +85,24 @@ def explain_argument_error(message: str) -> str:
         value = nested.group(2)
         literal = re.search(r"Expected a (typing\.Literal\[[^\]]*\])", text)
         allowed = _type_name(literal.group(1)) if literal else ""
+    problem = _import_problem(value)
+    if problem:
+        return f"{key}: cannot use {value}: {problem}"
     return f"{key}: invalid value {value}" + (f"; expected {allowed}" if allowed else "") + _suggestion(key, value)
+
+
+def _import_problem(value: str) -> str:
+    """Why a ``module.Class`` value cannot be imported, when it looks like one and cannot (else "")."""
+    module_name, _, name = value.rpartition(".")
+    if not module_name or not re.fullmatch(r"[A-Za-z_][\w.]*", value):
+        return ""
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # noqa: BLE001 - any failure to import is the answer
+        return f"importing {module_name!r} failed ({type(error).__name__}: {error})"
+    if not hasattr(module, name):
+        return f"{module_name!r} has no {name!r}"
+    return ""
 
 
 def _suggestion(key: str, value: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,10 @@ def resume_in_run_directory(config: Any, ckpt_path: Path, global_step: int) -> N
         return
     if not hasattr(logger, "class_path") or not logger.class_path.endswith("TensorBoardLogger"):
         return
-    logger.init_args.save_dir = str(run.parent.parent)
+    # Relative where the run is under the working directory, as the run first wrote it: the
+    # checkpoint callback then finds its own dirpath again (no "dirpath has changed" warning).
+    save_dir = run.parent.parent
+    logger.init_args.save_dir = os.path.relpath(save_dir) if save_dir.is_relative_to(Path.cwd()) else str(save_dir)
     logger.init_args.name = run.parent.name
     logger.init_args.version = run.name
     logger.init_args.purge_step = global_step

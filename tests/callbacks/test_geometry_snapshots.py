@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,15 @@ def test_without_tensorboard_it_warns_once_and_still_snapshots(tmp_path):
         trainer.fit(module, data)
     assert sum("no TensorBoard logger" in str(w.message) for w in record) == 1
     assert (Path(trainer.log_dir) / "snapshots.pt").is_file()
+
+
+def test_run_files_get_the_mode_of_any_new_file(tmp_path):
+    # The atomic write's temporary file is 0600; the file it becomes must respect the umask.
+    old = os.umask(0o022)
+    try:
+        atomic.atomic_write_text("{}", tmp_path / "report.json")
+        atomic.atomic_torch_save({"step": torch.tensor([0])}, tmp_path / "snapshots.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "snapshots.pt").stat().st_mode) == 0o644

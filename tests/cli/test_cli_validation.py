@@ -67,6 +67,9 @@ CASES = [
     (["--ckpt_path=missing.ckpt"], "ckpt_path 'missing.ckpt' not found"),
     (["--ckpt_path=not_a_checkpoint.ckpt"], "is not a readable checkpoint"),
     (["--ckpt_path=foreign.ckpt"], "is not a Lightning checkpoint"),
+    (["--optimizer=Adamw"], "optimizer: invalid value Adamw; expected Optimizer; did you mean AdamW?"),
+    (["--data.n_feature=6"], "unrecognized arguments: --data.n_feature=6"),  # no prefix matching
+    (["--trainer.callbacks+=no_such_module.Thing"], "cannot use no_such_module.Thing: importing 'no_such_module' failed"),
     (["--ckpt_path=five_features.ckpt", "--data.n_features=6"],
      "model.W has shape (8, 2, 5) in the checkpoint but (8, 2, 6) in the config"),
 ]
@@ -103,3 +106,9 @@ def test_bad_input_found_during_fit_leaves_no_run_directory(in_tmp, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*BASE, "--trainer.callbacks+=tests.cli.test_cli_validation.FailsInSetup"])
     assert_bad_input(exit_info.value.code, capsys.readouterr().err, "fails_in_setup: bad value 3", in_tmp)
+
+
+def test_only_fit_is_offered(in_tmp, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "--config", "pentagon.yaml"])
+    assert_bad_input(exit_info.value.code, capsys.readouterr().err, "invalid choice: 'validate' (choose from 'fit')", in_tmp)
