@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.figure import Figure
+from PIL import Image
+from torch.utils.tensorboard import SummaryWriter
 
 from lit_superposition.analysis import plotting, theory
 from lit_superposition.analysis.run_files import Run
@@ -203,3 +206,22 @@ def write_report(run: Run, out: Path) -> Path:
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
+
+
+def log_curve_images(run: Run, out: Path) -> list[str]:
+    """Add the page's per-feature curve figures to the run's TensorBoard events as images.
+
+    TensorBoard draws every line of a run in one colour; these images show the same curves one
+    colour per feature, under ``curves/instance_NNN`` in the Images tab, at the run's last step.
+
+    Returns:
+        The tags written.
+    """
+    tags = []
+    with SummaryWriter(log_dir=str(run.directory)) as writer:
+        for path in sorted(out.glob("curves_*.png")):
+            tag = f"curves/instance_{path.stem.removeprefix('curves_')}"
+            image = np.asarray(Image.open(path).convert("RGB"))  # (height, width, 3)
+            writer.add_image(tag, image, global_step=run.report["step"], dataformats="HWC")
+            tags.append(tag)
+    return tags

@@ -9,7 +9,7 @@ from pathlib import Path
 from jsonargparse import ArgumentError
 from rich.console import Console
 
-from lit_superposition.analysis.report_page import write_report
+from lit_superposition.analysis.report_page import log_curve_images, write_report
 from lit_superposition.analysis.run_files import REPORT_FILE, load_run
 from lit_superposition.callbacks.interrupt import GracefulStop
 from lit_superposition.cli.compare import run_compare
@@ -69,7 +69,9 @@ def _finish(cli: LitSuperpositionCLI) -> None:
         for logger in cli.trainer.loggers:
             logger.finalize("success")  # the events on disk before the page reads them
         with console.status("drawing the report page"):
-            index = write_report(load_run(run), run / "report")
+            finished = load_run(run)
+            index = write_report(finished, run / "report")
+            log_curve_images(finished, run / "report")
         console.print(f"report page: {index}")
     console.print(f"run directory: {run}   (tensorboard --logdir {run.parent.parent})")
 

@@ -80,3 +80,17 @@ def test_compare_refuses_runs_of_other_shapes(runs, in_tmp, capsys):
         main(["compare", str(runs["adamw"]), str(other)])
     assert_bad_input(exit_info.value.code, capsys.readouterr().err, "runs differ in n_features", in_tmp)
     assert yaml.safe_load((other / "config.yaml").read_text())["data"]["n_features"] == 5
+
+
+def test_fit_ends_with_the_run_directory_the_page_and_coloured_curves_in_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = run_command("fit", "--config", "hexagon_patch.yaml", "--trainer.max_steps=20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = Path("runs/hexagon_patch/version_0")
+    out = result.stdout.replace("\n", "")
+    assert f"report page: {run / 'report' / 'index.html'}" in out and f"run directory: {run}" in out
+    events = EventAccumulator(str(tmp_path / run))
+    events.Reload()
+    # one coloured per-feature figure per member of each triple, beside the polygons
+    assert {f"curves/instance_{i:03d}" for i in range(9)} <= set(events.Tags()["images"])
