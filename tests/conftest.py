@@ -12,6 +12,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# As lit-superposition's own import does, but before any test module imports torch first.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def cli_env() -> dict[str, str]:
     """The environment for the command: this checkout first on the path, quiet warnings."""

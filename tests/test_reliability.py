@@ -191,7 +191,7 @@ def test_ddp_on_two_cpu_processes_syncs_gradients_over_distinct_data(tmp_path, v
     assert sorted(p.name for p in runs.iterdir()) == ["version_0"]  # only rank 0 writes
     assert len(list((runs / "version_0").glob("events.out.tfevents.*"))) == 1
     written = sorted(p.name for p in (runs / "version_0").iterdir() if not p.name.startswith("events."))
-    assert written == ["checkpoints", "config.yaml", "hparams.yaml", "report.json", "snapshots.pt"]  # one of each
+    assert written == ["checkpoints", "config.yaml", "hparams.yaml", "report", "report.json", "snapshots.pt"]  # one of each
     events = EventAccumulator(str(runs / "version_0"))
     events.Reload()
     assert events.Tags()["images"]  # the figures, from rank 0 alone

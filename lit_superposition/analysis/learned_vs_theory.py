@@ -11,6 +11,13 @@ from torch import Tensor
 from lit_superposition.analysis import theory
 
 
+@lru_cache(maxsize=256)
+def optimal_template(k: int, features: tuple[int, ...], feature_probability: tuple[float, ...],
+                     importance: tuple[float, ...]) -> theory.KGonSolution:
+    """:func:`theory.optimize_template`, remembered: template starts and the crossover report ask alike."""
+    return theory.optimize_template(k, list(feature_probability), list(importance), list(features))
+
+
 @lru_cache(maxsize=64)
 def _solutions(n_features: int, p: float, importance: float) -> tuple[theory.KGonSolution, ...]:
     return tuple(theory.kgon_solutions(n_features, p, importance))

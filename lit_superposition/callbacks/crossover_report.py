@@ -10,8 +10,9 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from typing_extensions import override
 
-from lit_superposition.analysis import plotting, theory
+from lit_superposition.analysis import plotting
 from lit_superposition.analysis.crossover import crossing, switch
+from lit_superposition.analysis.learned_vs_theory import optimal_template
 from lit_superposition.callbacks.base import tensorboard_writer
 from lit_superposition.callbacks.template_start import TemplateStart
 from lit_superposition.errors import ConfigError
@@ -86,7 +87,8 @@ class CrossoverReport(Callback):
             # A template instance that left its geometry measures another basin: no point on this curve.
             learned = [_loss(settings[s][template.repeat]) if settings[s][template.repeat]["n_directions"] == template.k
                        else None for s in order]
-            optimum = [theory.optimize_template(template.k, p[s], importance[s * repeats], features).loss for s in order]
+            optimum = [optimal_template(template.k, tuple(features), tuple(p[s].tolist()),
+                                        tuple(importance[s * repeats].tolist())).loss for s in order]
             families[template.name] = {"learned": learned, "theory": optimum}
         template_repeats = {t.repeat for t in self._templates.templates if t.repeat is not None}
         xavier = [r for r in range(repeats) if r not in template_repeats]

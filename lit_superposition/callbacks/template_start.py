@@ -12,6 +12,7 @@ from typing_extensions import override
 
 from lit_superposition.analysis import theory
 from lit_superposition.analysis.geometry import polygon_name
+from lit_superposition.analysis.learned_vs_theory import optimal_template
 from lit_superposition.errors import ConfigError
 
 
@@ -117,7 +118,7 @@ class TemplateStart(Callback):
             bad = [f for f in features if not 0 <= f < model.n_features]
             if bad:
                 raise ConfigError(f"template {template.name!r}: features {bad} out of range: features are 0..{model.n_features - 1}")
-            solution = theory.optimize_template(template.k, p[i].double(), importance[i].double(), features)
+            solution = optimal_template(template.k, tuple(features), tuple(p[i].tolist()), tuple(importance[i].tolist()))
             W, b = theory.kgon_weights(template.k, model.n_features, solution.norm, solution.bias, p[i].double() / 2,
                                        features=features)  # (2, n_features), (n_features,)
             if template.jitter:
