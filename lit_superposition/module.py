@@ -20,15 +20,17 @@ MAX_DEFAULT_LOGGED_INSTANCES = 32
 class LitToyModel(pl.LightningModule):
     """Trains many toy models of one variant side by side.
 
-    The loss is ``Σ_i mean_{batch, f} importance[i, f] · (x - x')²``: mean over batch and features,
-    summed over instances, as in the Anthropic notebook and ARENA, so instances never interact.
+    The loss is ``Σ_i mean_{batch, f} importance[i, f] · (y - x')²``: mean over batch and features,
+    summed over instances, as in the Anthropic notebook and ARENA, so instances never interact. The
+    target ``y`` is ``x`` (reconstruction) or ``|x|`` (computation, ARENA 1.3.1).
 
     Args:
         n_instances: Models trained side by side (linked from the data section by the CLI).
         n_features: Features per instance (linked from the data section by the CLI).
         d_hidden: Hidden dimensions per instance.
         variant: The model: ``relu_output`` (default, ``x' = ReLU(Wᵀ W x + b)``), ``linear_output``
-            (``x' = Wᵀ W x + b``), ``hidden_relu`` (``x' = ReLU(Wᵀ ReLU(W x) + b)``), or the class
+            (``x' = Wᵀ W x + b``), ``hidden_relu`` (``x' = ReLU(Wᵀ ReLU(W x) + b)``), ``computation``
+            (``y' = ReLU(W_out ReLU(W x) + b)``, untied), or the class
             path ``module.Class`` of your own :class:`~lit_superposition.models.ToyModel` subclass.
         importance: Per-feature weight of the loss: a scalar, per-feature list, matrix or spec.
         init_seeds: A base seed (instance ``i`` gets ``base + i``) or one seed per instance.
@@ -37,6 +39,8 @@ class LitToyModel(pl.LightningModule):
         repeats: Instances per setting (linked from the data section by the CLI): instance ``i`` is
             setting ``i // repeats``, repeat ``i % repeats``; a per-instance ``importance`` gives one
             row per setting. Init seeds stay distinct per instance.
+        target: What the output should be (linked from the data section by the CLI): ``"identity"``,
+            ``x`` itself, or ``"abs"``, ``|x|`` (meaningful with signed data, ``data.values: signed``).
 
     Attributes:
         per_feature_loss: The latest ``(n_instances, n_features)`` per-feature loss, detached; the
@@ -59,9 +63,13 @@ class LitToyModel(pl.LightningModule):
         init_seeds: int | list[int] = 0,
         instances: list[int] | None = None,
         repeats: int = 1,
+        target: str = "identity",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if target not in ("identity", "abs"):
+            raise ConfigError(f"target must be 'identity' or 'abs', got {target!r}")
+        self.target = target
         try:
             self.model = model_class(variant)(n_instances, n_features, d_hidden, init_seeds)
         except ValueError as error:
@@ -95,7 +103,9 @@ class LitToyModel(pl.LightningModule):
             The scalar loss and the ``(n_instances, n_features)`` per-feature loss (importance-weighted,
             averaged over the batch).
         """
-        per_feature_loss = self.model.per_feature_loss(x, self.importance)  # (n_instances, n_features)
+        # None: reconstruct x itself (and the ReLU-output model keeps its fused pass).
+        target = x.abs() if self.target == "abs" else None  # (n_instances, batch, n_features)
+        per_feature_loss = self.model.per_feature_loss(x, self.importance, target=target)  # (n_instances, n_features)
         return per_feature_loss.mean(dim=1).sum(), per_feature_loss
 
     @override

@@ -25,6 +25,17 @@ REPORT_FILE = "report.json"
 EVAL_STEP_BASE = 10**9
 
 
+def _theory_applies(trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+    """The theory's setting: the 2-D ReLU-output model reconstructing magnitudes uniform on (0, 1]."""
+    model = pl_module.model
+    return (
+        model.d_hidden == 2
+        and type(model).__name__ == "ReLUOutputModel"
+        and getattr(trainer.datamodule, "values", "uniform") == "uniform"
+        and getattr(pl_module, "target", "identity") == "identity"
+    )
+
+
 def _probability_text(p: list[float]) -> str:
     """One ``p`` when the features share it, else the first feature's and a ``…``."""
     return f"{p[0]:.3g}" if len(set(p)) == 1 else f"{p[0]:.3g}…"
@@ -159,7 +170,7 @@ class GeometryReport(pl.Callback):
                     for f, s, w in zip(neuron_top[i], neuron_share[i], W[i].tolist())
                 ]
             instances.append(entry)
-        if model.d_hidden == 2 and type(model).__name__ == "ReLUOutputModel" and isinstance(p, Tensor):
+        if _theory_applies(trainer, pl_module) and isinstance(p, Tensor):
             sets = getattr(trainer.datamodule, "feature_sets", None)
             beside = compare_with_kgons(
                 W.double(), b.double(), p.double(), importance.double(), n_directions,

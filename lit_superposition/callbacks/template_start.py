@@ -105,6 +105,8 @@ class TemplateStart(Callback):
             raise ConfigError(
                 f"TemplateStart needs the 2-D relu_output model (the k-gon theory's), got {type(model).__name__} with d_hidden={model.d_hidden}"
             )
+        if getattr(trainer.datamodule, "values", "uniform") != "uniform" or getattr(pl_module, "target", "identity") != "identity":
+            raise ConfigError("TemplateStart needs data.values 'uniform' and data.target 'identity': the k-gon theory is about reconstruction")
         p = getattr(trainer.datamodule, "feature_probability", None)
         if p is None:
             raise ConfigError("TemplateStart needs a datamodule with feature_probability")

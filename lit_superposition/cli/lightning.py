@@ -77,6 +77,7 @@ class LitSuperpositionCLI(LightningCLI):
         parser.link_arguments("data.n_instances", "model.n_instances")
         parser.link_arguments("data.n_features", "model.n_features")
         parser.link_arguments("data.repeats", "model.repeats")
+        parser.link_arguments("data.target", "model.target")
         # Forced callbacks: always on, configurable as `progress_bar.*`, `checkpoint.*`, ...
         parser.add_lightning_class_args(StepProgressBar, "progress_bar")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")

@@ -13,11 +13,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 from typing_extensions import override
 
-from lit_superposition.data.sets import FeatureSets
+from lit_superposition.data.sets import FeatureSets, signed_values_
 from lit_superposition.data.specs import SpecLike, check_repeats, resolve_feature_probability
 from lit_superposition.errors import ConfigError
 
 InstanceData = Literal["shared", "independent"]
+Values = Literal["uniform", "signed"]
+Target = Literal["identity", "abs"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -51,6 +53,9 @@ class StepKeys(IterableDataset):
 class SparseFeatureDataModule(pl.LightningDataModule):
     """Sparse features: feature ``f`` of instance ``i`` is 0 with probability ``1 - p[i, f]``, else uniform on (0, 1].
 
+    With ``values: signed`` an active feature is instead uniform on [-1, 1] (never 0), and with
+    ``target: abs`` the model is asked for ``|x|`` (computation in superposition, ARENA 1.3.1).
+
     Features not in a set are independent. In a correlated set one draw decides whether all its
     features are active together (magnitudes independent); in an anticorrelated set at most one
     feature is active. Either way each feature keeps its marginal probability ``p[i, f]``.
@@ -71,12 +76,20 @@ class SparseFeatureDataModule(pl.LightningDataModule):
             feature is chosen with probability ``p_f / Σ p``; ``Σ p <= 1`` is required.
         repeats: Instances per setting (linked to the model): instance ``i`` is setting
             ``i // repeats``, repeat ``i % repeats``; per-instance specs give one row per setting.
+        values: What an active feature's value is: ``"uniform"`` on (0, 1], or ``"signed"``,
+            uniform on [-1, 1] without 0, from the same one uniform per feature (see :meth:`make_batch`).
+        target: What the model's output should be (linked to the model): ``"identity"``, ``x``
+            itself, or ``"abs"``, ``|x|``. ``abs`` needs ``values: signed``; with uniform values it is
+            an error, not a warning: ``|x| = x`` there, so the run would silently train plain
+            reconstruction under a name that says computation, and every measurement of it would
+            answer a question nobody asked.
 
     Example::
 
         data = SparseFeatureDataModule(n_instances=8, n_features=5, feature_probability=0.05)
         x = data.make_batch(step=0)  # (n_instances, batch_size, n_features)
         paired = SparseFeatureDataModule(4, 4, 0.05, correlated_sets=[[0, 1]], anticorrelated_sets=[[2, 3]])
+        signed = SparseFeatureDataModule(7, 20, 0.1, values="signed", target="abs")
     """
 
     def __init__(
@@ -90,6 +103,8 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         correlated_sets: list[list[int]] | None = None,
         anticorrelated_sets: list[list[int]] | None = None,
         repeats: int = 1,
+        values: Values = "uniform",
+        target: Target = "identity",
     ) -> None:
         super().__init__()
         for name, value in (("n_instances", n_instances), ("n_features", n_features), ("batch_size", batch_size)):
@@ -97,9 +112,19 @@ class SparseFeatureDataModule(pl.LightningDataModule):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if instance_data not in ("shared", "independent"):
             raise ConfigError(f"instance_data must be 'shared' or 'independent', got {instance_data!r}")
+        if values not in ("uniform", "signed"):
+            raise ConfigError(f"values must be 'uniform' or 'signed', got {values!r}")
+        if target not in ("identity", "abs"):
+            raise ConfigError(f"target must be 'identity' or 'abs', got {target!r}")
+        if target == "abs" and values == "uniform":
+            raise ConfigError(
+                "target 'abs' needs values 'signed', got values 'uniform': uniform values are positive,"
+                " so |x| = x and the run would train plain reconstruction (use target 'identity')"
+            )
         check_repeats(repeats, n_instances)
         self.n_instances, self.n_features, self.repeats = n_instances, n_features, repeats
         self.batch_size, self.data_seed, self.instance_data = batch_size, data_seed, instance_data
+        self.values, self.target = values, target
         self.feature_probability = resolve_feature_probability(feature_probability, n_instances, n_features, repeats)
         self.feature_sets = FeatureSets(
             self.feature_probability, correlated_sets or [], anticorrelated_sets or []
@@ -116,10 +141,13 @@ class SparseFeatureDataModule(pl.LightningDataModule):
     def make_batch(self, step: int, rank: int = 0, device: torch.device | str = "cpu") -> Tensor:
         """Draw batch ``step`` of rank ``rank`` on ``device``.
 
-        One uniform draw gives both the mask and the magnitude: ``x = max(1 - u / p, 0)`` is 0 when
+        One uniform draw gives both the mask and the magnitude: ``t = max(1 - u / p, 0)`` is 0 when
         ``u >= p`` and, given ``u < p``, uniform on (0, 1]. That halves the random numbers the
         reference loop draws, and an active feature is never exactly 0, so activity is observable as
-        ``x > 0``.
+        ``x != 0`` (``x > 0`` for uniform values). ``values: uniform`` returns ``x = t``; ``values:
+        signed`` returns ``x = 2t - 1`` where ``t > 1/2`` and ``x = -2t`` where ``0 < t <= 1/2`` (0
+        where inactive): uniform on [-1, 1] without 0, the same features active, no extra random
+        numbers (:func:`~lit_superposition.data.sets.signed_values_`).
 
         Returns:
             ``(n_instances, batch_size, n_features)`` features, laid out in memory with the batch axis
@@ -130,12 +158,15 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         generator.manual_seed(step_seed(self.data_seed, rank, step))
         n_draws = 1 if self.instance_data == "shared" else self.n_instances
         u = torch.rand(n_draws, self.batch_size, self.n_features, device=one.device, generator=generator)
+        signed = self.values == "signed"
         if sets is not None:
-            x = sets.sample(u)  # (n_instances, batch, n_features)
+            x = sets.sample(u, signed=signed)  # (n_instances, batch, n_features)
             return x.transpose(1, 2).contiguous().transpose(1, 2)
         xT = torch.empty(self.n_instances, self.n_features, self.batch_size, device=one.device)
         # One pass writes the feature-major layout; 1 - u / p and then max(., 0), both in place.
-        return torch.addcmul(one, u.transpose(1, 2), neg_inv_p, out=xT).clamp_min_(0).transpose(1, 2)
+        tT = torch.addcmul(one, u.transpose(1, 2), neg_inv_p, out=xT).clamp_min_(0)  # (n_instances, n_features, batch)
+        # The signed map works in place: same buffer, same feature-major layout.
+        return (signed_values_(tT) if signed else tT).transpose(1, 2)
 
     @override
     def train_dataloader(self) -> DataLoader:

@@ -11,8 +11,9 @@ feature of its set) and is active when that uniform falls in its own interval ``
   intervals ``[c_{f-1}, c_f)`` of width ``p_f`` (``c`` the cumulative sum over the set), so at most
   one is active, the set is active with probability ``Σ p`` and each feature keeps its ``p_f``.
 
-The magnitude of an active feature is ``(high - u) / (high - low)``, uniform on (0, 1] and never 0.
-No extra random numbers are drawn: a batch with sets costs two gathers more than one without.
+The magnitude of an active feature is ``(high - u) / (high - low)``, uniform on (0, 1] and never 0;
+with signed values it goes through :func:`signed_values_`, the same map as the plain stream's. No
+extra random numbers are drawn: a batch with sets costs two gathers more than one without.
 """
 
 from __future__ import annotations
@@ -23,6 +24,28 @@ import torch
 from torch import Tensor
 
 from lit_superposition.errors import ConfigError
+
+
+def signed_values_(t: Tensor) -> Tensor:
+    """Signed values from magnitudes, in place: ``x = 2t - 1`` where ``t > 1/2``, ``x = -2t`` where ``t <= 1/2``.
+
+    ``t`` uniform on (0, 1] gives ``x`` uniform on [-1, 0) ∪ (0, 1]: the half ``t > 1/2`` is the
+    sign, what is left of ``t`` in its half the magnitude. ``t = 0`` (inactive) stays ``+0``, and an
+    active ``t`` never gives 0: both branches are exact in floating point (``2t - 1`` by Sterbenz's
+    lemma, ``-2t`` a scaling), so activity stays observable as ``x != 0``, with exactly the features
+    that ``t > 0`` marks active. Bitwise ``torch.where(t > 0.5, 2 * t - 1, -2 * t)`` (up to the sign
+    of 0), written without a mask because ``torch.where`` and comparisons are several times slower
+    than arithmetic passes on the CPU.
+
+    Args:
+        t: Magnitudes in [0, 1] (0: inactive), any shape and layout; overwritten.
+
+    Returns:
+        ``t``, holding the signed values.
+    """
+    positive = t.round()  # 1 where t > 1/2, else 0 (round half to even: 1/2 goes to 0, the negative half)
+    # -2t - 2·(-2t)·[t > 1/2] - [t > 1/2]: -2t, or 2t - 1; the last step turns t = 0 into +0, not -0.
+    return t.mul_(-2).addcmul_(t, positive, value=-2).sub_(positive)
 
 
 class FeatureSets:
@@ -117,12 +140,13 @@ class FeatureSets:
             setattr(moved, name, getattr(self, name).to(device))
         return moved
 
-    def sample(self, u: Tensor) -> Tensor:
+    def sample(self, u: Tensor, signed: bool = False) -> Tensor:
         """Turn uniforms into features.
 
         Args:
             u: ``(n_draws, batch, n_features)`` uniforms on [0, 1); ``n_draws`` is 1 (shared) or
                 ``n_instances`` (independent).
+            signed: Map each magnitude ``t`` to a signed value on [-1, 1] with :func:`signed_values_`.
 
         Returns:
             ``(n_instances, batch, n_features)`` features.
@@ -130,4 +154,5 @@ class FeatureSets:
         g = u.index_select(-1, self.source)  # (n_draws, batch, n_features)
         m = u.index_select(-1, self.magnitude_source) if self.correlated_sets else g
         active = (g >= self.low) & (g < self.high)  # (n_instances, batch, n_features)
-        return torch.where(active, (self.magnitude_top - m) * self.inverse_width, 0.0)
+        t = torch.where(active, (self.magnitude_top - m) * self.inverse_width, 0.0)  # (n_instances, batch, n_features)
+        return signed_values_(t) if signed else t

@@ -1,7 +1,7 @@
 """Model variants: plain ``nn.Module``s behind one contract (:class:`~lit_superposition.models.base.ToyModel`).
 
-A variant is chosen by name (``relu_output``, ``linear_output``, ``hidden_relu``) or by the import
-path of a user's own :class:`ToyModel` subclass (``my_models.TanhOutput``).
+A variant is chosen by name (``relu_output``, ``linear_output``, ``hidden_relu``, ``computation``) or by
+the import path of a user's own :class:`ToyModel` subclass (``my_models.TanhOutput``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import importlib
 
 from lit_superposition.errors import ConfigError
 from lit_superposition.models.base import ToyModel
+from lit_superposition.models.computation import ComputationModel
 from lit_superposition.models.hidden_relu import HiddenReLUModel
 from lit_superposition.models.init import resolve_init_seeds, xavier_columns
 from lit_superposition.models.linear_output import LinearOutputModel
@@ -20,6 +21,7 @@ VARIANTS: dict[str, type[ToyModel]] = {
     "relu_output": ReLUOutputModel,
     "linear_output": LinearOutputModel,
     "hidden_relu": HiddenReLUModel,
+    "computation": ComputationModel,
 }
 
 
@@ -48,6 +50,7 @@ def model_class(variant: str) -> type[ToyModel]:
 
 __all__ = [
     "VARIANTS",
+    "ComputationModel",
     "HiddenReLUModel",
     "LinearOutputModel",
     "ReLUOutputModel",

@@ -47,9 +47,9 @@ def test_each_variant_computes_its_formula(cls, hidden, output):
     torch.testing.assert_close(model.per_feature_loss(x, 0.5), plain)
 
 
-def test_only_the_hidden_relu_model_has_a_privileged_basis():
+def test_only_models_with_a_hidden_relu_have_a_privileged_basis():
     assert {name: cls.privileged_basis for name, cls in VARIANTS.items()} == {
-        "relu_output": False, "linear_output": False, "hidden_relu": True,
+        "relu_output": False, "linear_output": False, "hidden_relu": True, "computation": True,
     }
 
 
