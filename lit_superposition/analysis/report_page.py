@@ -218,8 +218,11 @@ def log_curve_images(run: Run, out: Path) -> list[str]:
         The tags written.
     """
     tags = []
+    paths = sorted(out.glob("curves_*.png"))
+    if not paths:
+        return tags  # no events file for nothing
     with SummaryWriter(log_dir=str(run.directory)) as writer:
-        for path in sorted(out.glob("curves_*.png")):
+        for path in paths:
             tag = f"curves/instance_{path.stem.removeprefix('curves_')}"
             image = np.asarray(Image.open(path).convert("RGB"))  # (height, width, 3)
             writer.add_image(tag, image, global_step=run.report["step"], dataformats="HWC")
