@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
+from lit_superposition.data.grid import PhaseGrid
 from lit_superposition.data.specs import SpecLike, resolve_importance
 from lit_superposition.errors import ConfigError
 from lit_superposition.models import model_class
@@ -41,6 +42,8 @@ class LitToyModel(pl.LightningModule):
             row per setting. Init seeds stay distinct per instance.
         target: What the output should be (linked from the data section by the CLI): ``"identity"``,
             ``x`` itself, or ``"abs"``, ``|x|`` (meaningful with signed data, ``data.values: signed``).
+        grid: A phase diagram's grid (linked from the data section by the CLI): it sets its
+            feature's importance per point, over what ``importance`` gives.
 
     Attributes:
         per_feature_loss: The latest ``(n_instances, n_features)`` per-feature loss, detached; the
@@ -64,6 +67,7 @@ class LitToyModel(pl.LightningModule):
         instances: list[int] | None = None,
         repeats: int = 1,
         target: str = "identity",
+        grid: PhaseGrid | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -76,6 +80,9 @@ class LitToyModel(pl.LightningModule):
             raise ConfigError(str(error)) from None
         self.repeats = repeats
         importance_values = resolve_importance(importance, n_instances, n_features, repeats)
+        if grid is not None:
+            grid.check(n_instances, n_features, repeats)
+            importance_values = grid.apply_importance(importance_values, repeats)
         self.register_buffer("importance", importance_values, persistent=False)
         self.instances = self._validate_instances(instances, n_instances)
         self.per_feature_loss: Tensor | None = None

@@ -19,7 +19,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from lit_superposition.analysis import geometry, neurons  # noqa: E402
@@ -351,5 +353,62 @@ def loss_by_swept(x: Sequence[float], loss: Sequence[float], labels: Sequence[st
     ax.set_xlabel(xlabel)
     ax.set_ylabel("loss per instance")
     ax.legend(fontsize=8, title="geometry", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+#: Phase colours: the paper's grey (not represented), blue (dedicated) and red (superposition).
+PHASE_COLORS = {"not_represented": "#d9d9d9", "dedicated": "#4c72b0", "superposition": "#dd5f4f"}
+
+
+def _log_edges(values: np.ndarray) -> np.ndarray:
+    """Cell edges around log-spaced centres: geometric midpoints, and half a step beyond each end."""
+    if len(values) == 1:
+        return np.array([values[0] / 1.5, values[0] * 1.5])
+    logs = np.log(values)
+    mids = (logs[1:] + logs[:-1]) / 2
+    return np.exp(np.concatenate([[2 * logs[0] - mids[0]], mids, [2 * logs[-1] - mids[-1]]]))
+
+
+def phase_map(grid: dict, title: str = "") -> Figure:
+    """The paper's phase diagram: the grid coloured by the best fit's phase, theory's boundary drawn over it.
+
+    Args:
+        grid: ``report.json``'s ``grid``: ``importance`` and ``probability`` (``values``, ``feature``),
+            ``phase`` (rows: importance, columns: probability) and optionally ``theory_phase``.
+        title: The figure's title.
+    """
+    names = list(PHASE_COLORS)
+    importance = np.asarray(grid["importance"]["values"], dtype=float)
+    probability = np.asarray(grid["probability"]["values"], dtype=float)
+    x_edges, y_edges = _log_edges(probability), _log_edges(importance)
+    codes = np.array([[names.index(phase) for phase in row] for row in grid["phase"]], dtype=float)  # (n_importance, n_probability)
+    fig = Figure(figsize=(6.0, 4.8), dpi=100)
+    ax = fig.add_subplot()
+    ax.pcolormesh(x_edges, y_edges, codes, cmap=ListedColormap(list(PHASE_COLORS.values())), vmin=-0.5, vmax=2.5,
+                  edgecolors="white", linewidth=0.3)
+    handles = [Patch(color=color, label=name.replace("_", " ")) for name, color in PHASE_COLORS.items()]
+    theory = grid.get("theory_phase")
+    if theory is not None:
+        # Theory's boundary: the cell edges between neighbours whose predicted phases differ.
+        segments = []
+        for r in range(len(importance)):
+            for c in range(len(probability)):
+                if c + 1 < len(probability) and theory[r][c] != theory[r][c + 1]:
+                    segments.append([(x_edges[c + 1], y_edges[r]), (x_edges[c + 1], y_edges[r + 1])])
+                if r + 1 < len(importance) and theory[r][c] != theory[r + 1][c]:
+                    segments.append([(x_edges[c], y_edges[r + 1]), (x_edges[c + 1], y_edges[r + 1])])
+        ax.add_collection(LineCollection(segments, colors="black", linewidths=2.0))
+        handles.append(plt.Line2D([], [], color="black", lw=2.0, label="theory's boundary"))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(x_edges.max(), x_edges.min())  # dense on the left, sparse on the right, as the paper draws it
+    ax.set_ylim(y_edges.min(), y_edges.max())
+    feature = grid["importance"]["feature"]
+    which = "every feature's" if grid["probability"]["feature"] is None else f"feature {grid['probability']['feature']}'s"
+    ax.set_xlabel(f"{which} probability p (log)")
+    ax.set_ylabel(f"feature {feature}'s importance (log)")
+    ax.set_title(title or f"phase of feature {feature} (best fit per point)", fontsize=10)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig

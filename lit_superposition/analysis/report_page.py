@@ -138,6 +138,11 @@ def build_figures(run: Run, out: Path) -> list[PageFigure]:
                    if row["feature_probability"][0] == p and row.get("importance", [1.0])[0] == importance]
         save("kgon_losses.png", plotting.kgon_losses(solutions, learned, f"p = {p:g}, importance {importance:g}"), "Theory beside practice",
              "The expected loss of the optimal k-gon for each k (line) and of every learned instance (dots, at its number of directions).")
+    grid = report.get("grid")
+    if grid is not None:
+        save("phase_map.png", plotting.phase_map(grid), "Phase diagram",
+             f"Feature {grid['feature']}'s phase at every point of the grid (the best of each point's repeats): grey not represented, "
+             "blue dedicated, red superposition; black lines: theory's boundary, where the cheapest candidate solution changes phase.")
     crossover = report.get("crossover")
     if crossover is not None:
         save("crossover.png", plotting.crossover(crossover), "The loss-curve crossover",

@@ -10,6 +10,7 @@ from lit_superposition.callbacks.geometry_report import GeometryReport
 from lit_superposition.callbacks.geometry_snapshots import GeometrySnapshots
 from lit_superposition.callbacks.interrupt import GracefulStop
 from lit_superposition.callbacks.nonfinite_loss import NonFiniteLossStop
+from lit_superposition.callbacks.phase_diagram import PhaseDiagram
 from lit_superposition.callbacks.progress import StepProgressBar
 from lit_superposition.callbacks.template_start import Template, TemplateStart
 from lit_superposition.callbacks.weight_patching import WeightPatching
@@ -24,6 +25,7 @@ __all__ = [
     "GracefulStop",
     "MeasurementCallback",
     "NonFiniteLossStop",
+    "PhaseDiagram",
     "RunCheckpoint",
     "StepProgressBar",
     "Template",

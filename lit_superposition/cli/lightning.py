@@ -78,6 +78,7 @@ class LitSuperpositionCLI(LightningCLI):
         parser.link_arguments("data.n_features", "model.n_features")
         parser.link_arguments("data.repeats", "model.repeats")
         parser.link_arguments("data.target", "model.target")
+        parser.link_arguments("data.grid", "model.grid")
         # Forced callbacks: always on, configurable as `progress_bar.*`, `checkpoint.*`, ...
         parser.add_lightning_class_args(StepProgressBar, "progress_bar")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")

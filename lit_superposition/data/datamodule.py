@@ -13,6 +13,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 from typing_extensions import override
 
+from lit_superposition.data.grid import PhaseGrid
 from lit_superposition.data.sets import FeatureSets, signed_values_
 from lit_superposition.data.specs import SpecLike, check_repeats, resolve_feature_probability
 from lit_superposition.errors import ConfigError
@@ -83,6 +84,10 @@ class SparseFeatureDataModule(pl.LightningDataModule):
             an error, not a warning: ``|x| = x`` there, so the run would silently train plain
             reconstruction under a name that says computation, and every measurement of it would
             answer a question nobody asked.
+        grid: A phase diagram's grid of settings (:class:`~lit_superposition.data.grid.PhaseGrid`):
+            one feature's importance by a feature's (or every feature's) probability, ``repeats``
+            instances per point; it sets the probability per point over ``feature_probability``,
+            and the CLI links it to the model, which sets the importance.
 
     Example::
 
@@ -105,6 +110,7 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         repeats: int = 1,
         values: Values = "uniform",
         target: Target = "identity",
+        grid: PhaseGrid | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("n_instances", n_instances), ("n_features", n_features), ("batch_size", batch_size)):
@@ -126,6 +132,10 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         self.batch_size, self.data_seed, self.instance_data = batch_size, data_seed, instance_data
         self.values, self.target = values, target
         self.feature_probability = resolve_feature_probability(feature_probability, n_instances, n_features, repeats)
+        self.grid = grid
+        if grid is not None:
+            grid.check(n_instances, n_features, repeats)
+            self.feature_probability = grid.apply_probability(self.feature_probability, repeats)
         self.feature_sets = FeatureSets(
             self.feature_probability, correlated_sets or [], anticorrelated_sets or []
         )
