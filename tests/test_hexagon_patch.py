@@ -12,7 +12,7 @@ from tests.conftest import assert_bad_input, run_command
 @pytest.mark.slow
 def test_hexagon_patch_config_flips_the_shipped_pentagon_seeds_to_hexagons(tmp_path):
     # The config's full 10,000-step schedule: the claim is about its shipped seeds as they stand.
-    result = run_command("fit", "--config", "hexagon_patch.yaml", cwd=tmp_path, timeout=900)
+    result = run_command("fit", "--config", "hexagon_patch.yaml", "--report_page=false", cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "runs" / "hexagon_patch" / "version_0" / "report.json").read_text())
     assert len(report["triples"]) == 3
@@ -32,13 +32,14 @@ def test_hexagon_patch_config_flips_the_shipped_pentagon_seeds_to_hexagons(tmp_p
 @pytest.mark.slow
 def test_automatic_pairing_from_a_32_seed_scan_measures_a_flip_rate(tmp_path):
     steps = "--trainer.max_steps=4000"  # the geometries of these seeds are settled by then
-    scan = run_command("fit", "--config", "hexagon_scan.yaml", "--data.n_instances=32", steps, cwd=tmp_path, timeout=900)
+    scan = run_command("fit", "--config", "hexagon_scan.yaml", "--data.n_instances=32", steps, "--report_page=false",
+                       cwd=tmp_path, timeout=900)
     assert scan.returncode == 0, scan.stderr[-3000:]
     scan_report = json.loads((tmp_path / "runs" / "hexagon_scan" / "version_0" / "report.json").read_text())
     geometries = [instance["geometry"] for instance in scan_report["instances"]]
     assert len(geometries) == 32 and "hexagon" in geometries and geometries.count("pentagon") >= 8
 
-    patch = run_command("fit", "--config", "hexagon_patch_auto.yaml", steps, cwd=tmp_path, timeout=900)
+    patch = run_command("fit", "--config", "hexagon_patch_auto.yaml", steps, "--report_page=false", cwd=tmp_path, timeout=900)
     assert patch.returncode == 0, patch.stderr[-3000:]
     report = json.loads((tmp_path / "runs" / "hexagon_patch_auto" / "version_0" / "report.json").read_text())
     triples = report["triples"]
