@@ -69,3 +69,15 @@ def test_the_axes_reach_the_report_by_name():
     assert described["feature"] == 1 and described["probability"]["feature"] is None
     assert described["importance"]["values"] == pytest.approx([0.1, 1.0, 10.0])
     assert torch.tensor(described["probability"]["values"]).shape == (4,)
+
+
+@pytest.mark.parametrize("instance_data", ["shared", "independent"])
+def test_each_point_draws_at_its_own_probability_in_both_data_modes(instance_data):
+    grid = PhaseGrid(GridAxis(0.5, 2.0, 2, feature=0), GridAxis(0.8, 0.05, 3))
+    data = SparseFeatureDataModule(12, 2, repeats=2, grid=grid, batch_size=4096, instance_data=instance_data)
+    x = torch.cat([data.make_batch(step) for step in range(8)], dim=1)  # (12, 8 * 4096, 2)
+    frequency = (x != 0).double().mean(dim=1)  # (12, 2)
+    p = data.feature_probability.double()
+    standard_error = (p * (1 - p) / x.shape[1]).sqrt()
+    assert ((frequency - p).abs() <= 4 * standard_error).all()
+    assert p[:, 0].tolist() == pytest.approx([0.8, 0.8, 0.2, 0.2, 0.05, 0.05] * 2, rel=1e-6)
