@@ -1,17 +1,28 @@
-"""Throughput of lit-superposition against the plain PyTorch loop it replaces.
+"""Throughput of lit-superposition against the plain PyTorch loop it replaces, and against the machine's limit.
 
-The reference is ARENA's training loop, written out here: per step two ``torch.rand`` calls of shape
-``(batch, n_instances, n_features)``, an einsum forward pass and an Adam step. lit-superposition runs
-``Trainer.fit`` of LitToyModel + SparseFeatureDataModule, built by the CLI from a bundled config
-(logger, progress bar, checkpointing and the config's callbacks included), in both data modes.
-Repeats are interleaved and medians reported. The last line is::
+Three loops per workload, each timed for ``--seconds`` after a warm-up (time, not a step count, so
+a slow workload is timed as long as a fast one):
+
+- *reference*: ARENA's training loop, written out here: per step two ``torch.rand`` calls of shape
+  ``(batch, n_instances, n_features)``, an einsum forward pass and an Adam step;
+- *bare*: the math lit-superposition runs (the step-keyed data draw, the model's fused loss and
+  backward, the module's fused AdamW) in a plain Python loop, no Lightning: the floor this machine
+  and this math allow;
+- *lightning*: ``Trainer.fit`` of LitToyModel + SparseFeatureDataModule as the CLI builds it from a
+  bundled config (logger, progress bar, checkpointing and the config's callbacks included).
+
+Bare and Lightning run in both data modes. Repeats are interleaved; the table shows medians and the
+min-max over the repeats. The last two lines are::
 
     ratios shared hexagon=A geometry=B sweep=C independent hexagon=D geometry=E sweep=F
+    vs_limit shared hexagon=A geometry=B sweep=C independent hexagon=D geometry=E sweep=F
+
+``ratios``: Lightning over ARENA's loop; ``vs_limit``: Lightning over the bare loop (1 is the limit).
 
 Usage::
 
-    python benchmarks/throughput.py                       # defaults: under 3 minutes on 2 CPU cores
-    python benchmarks/throughput.py --steps 50 --repeats 1 --workloads hexagon   # a smoke test
+    python benchmarks/throughput.py                       # defaults: about 3 minutes on 2 CPU cores
+    python benchmarks/throughput.py --seconds 0.2 --repeats 1 --workloads hexagon   # a smoke test
     python benchmarks/throughput.py --threads 1           # steadier ratios on a busy machine
     python benchmarks/throughput.py --device cuda
 """
@@ -21,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import platform
 import statistics
 import tempfile
@@ -45,17 +57,12 @@ class Workload:
     n_features: int
     d_hidden: int
     feature_probability: float | str  # a number, or "sweep": 20 ** -linspace(0, 1, n_instances)
-    step_fraction: float  # of --steps and --warmup: the large workloads' steps are ~50x longer
-
-    def steps(self, steps: int, warmup: int) -> tuple[int, int]:
-        """Timed and warm-up steps of this workload."""
-        return max(1, round(steps * self.step_fraction)), max(1, round(warmup * self.step_fraction))
 
 
 WORKLOADS = {
-    "hexagon": Workload(16, 6, 2, 0.057, 1.0),
-    "geometry": Workload(20, 200, 20, "sweep", 0.1),
-    "sweep": Workload(1024, 6, 2, 0.057, 0.1),
+    "hexagon": Workload(16, 6, 2, 0.057),
+    "geometry": Workload(20, 200, 20, "sweep"),
+    "sweep": Workload(1024, 6, 2, 0.057),
 }
 
 
@@ -64,7 +71,32 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def reference_loop(workload: Workload, steps: int, warmup: int, batch_size: int, device: torch.device) -> float:
+class Clock:
+    """Warm-up steps, then timed steps until ``seconds`` have passed; steps per second."""
+
+    def __init__(self, seconds: float, warmup: int, device: torch.device) -> None:
+        self.seconds, self.warmup, self.device = seconds, warmup, device
+        self.steps, self.start, self.elapsed = 0, 0.0, 0.0
+
+    def tick(self, step: int) -> bool:
+        """Call after step ``step`` (0-based) ends; True once the timed window is over."""
+        if step + 1 == self.warmup:
+            _synchronize(self.device)
+            self.start = time.perf_counter()
+        elif step + 1 > self.warmup:
+            self.steps += 1
+            if self.steps % 8 == 0:  # look at the clock now and then: a sync costs on a GPU
+                _synchronize(self.device)
+                self.elapsed = time.perf_counter() - self.start
+                return self.elapsed >= self.seconds
+        return False
+
+    @property
+    def rate(self) -> float:
+        return self.steps / self.elapsed
+
+
+def reference_loop(workload: Workload, clock: Clock, batch_size: int, device: torch.device) -> float:
     """ARENA's loop; returns timed steps per second."""
     i, f, h = workload.n_instances, workload.n_features, workload.d_hidden
     if workload.feature_probability == "sweep":
@@ -75,11 +107,7 @@ def reference_loop(workload: Workload, steps: int, warmup: int, batch_size: int,
     W = torch.nn.Parameter(torch.nn.init.xavier_normal_(torch.empty(i, h, f, device=device)))
     b = torch.nn.Parameter(torch.zeros(i, f, device=device))
     optimizer = torch.optim.Adam([W, b], lr=1e-3)
-    start = 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
-            _synchronize(device)
-            start = time.perf_counter()
+    for step in itertools.count():
         feature_magnitude = torch.rand((batch_size, i, f), device=device)
         feature_seed = torch.rand((batch_size, i, f), device=device)
         x = torch.where(feature_seed <= p, feature_magnitude, torch.zeros((), device=device))
@@ -90,63 +118,87 @@ def reference_loop(workload: Workload, steps: int, warmup: int, batch_size: int,
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    _synchronize(device)
-    return steps / (time.perf_counter() - start)
+        if clock.tick(step):
+            return clock.rate
+    raise AssertionError("unreachable")
 
 
-class StepTimer(Callback):
-    """Times the ``steps`` steps after the first ``warmup``, like the reference loop."""
-
-    def __init__(self, warmup: int, steps: int) -> None:
-        self.warmup, self.steps, self.start, self.end = warmup, steps, 0.0, 0.0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step in (self.warmup, self.warmup + self.steps):
-            _synchronize(pl_module.device)
-            now = time.perf_counter()
-            if trainer.global_step == self.warmup:
-                self.start = now
-            else:
-                self.end = now
-
-
-def lightning_run(
-    workload: Workload, mode: str, steps: int, warmup: int, batch_size: int, device: torch.device, config: str
-) -> float:
-    """``Trainer.fit`` as the CLI builds it from ``config``; returns timed steps per second."""
+def _build(workload: Workload, mode: str, batch_size: int, device: torch.device, config: str, runs: str):
     p = workload.feature_probability
     probability = (
         ["--data.feature_probability=lit_superposition.data.LogSweep",
          "--data.feature_probability.start=1.0", "--data.feature_probability.end=0.05"]
         if p == "sweep" else [f"--data.feature_probability={p}"]
     )
+    return build_cli(
+        [
+            "--config", config,
+            f"--data.n_instances={workload.n_instances}", f"--data.n_features={workload.n_features}",
+            f"--model.d_hidden={workload.d_hidden}", *probability,
+            f"--data.batch_size={batch_size}", f"--data.instance_data={mode}",
+            f"--trainer.max_steps={10**9}", f"--trainer.logger.init_args.save_dir={runs}",
+            f"--trainer.accelerator={device.type}", "--trainer.devices=1",
+        ],
+        run=False,
+    )
+
+
+def bare_loop(workload: Workload, mode: str, clock: Clock, batch_size: int, device: torch.device, config: str) -> float:
+    """lit-superposition's own data draw, loss and optimizer in a plain loop; returns timed steps per second."""
     with tempfile.TemporaryDirectory() as runs, contextlib.redirect_stdout(io.StringIO()):
-        cli = build_cli(
-            [
-                "--config", config,
-                f"--data.n_instances={workload.n_instances}", f"--data.n_features={workload.n_features}",
-                f"--model.d_hidden={workload.d_hidden}", *probability,
-                f"--data.batch_size={batch_size}", f"--data.instance_data={mode}",
-                f"--trainer.max_steps={warmup + steps}", f"--trainer.logger.init_args.save_dir={runs}",
-                f"--trainer.accelerator={device.type}", "--trainer.devices=1",
-            ],
-            run=False,
-        )
-        timer = StepTimer(warmup, steps)
-        cli.trainer.callbacks.append(timer)
+        cli = _build(workload, mode, batch_size, device, config, runs)
+    module, data = cli.model.to(device), cli.datamodule
+    optimizer = module.configure_optimizers()
+    optimizer = optimizer[0] if isinstance(optimizer, (list, tuple)) else optimizer
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    for step in itertools.count():
+        loss, _ = module.objective(data.make_batch(step, device=device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if clock.tick(step):
+            return clock.rate
+    raise AssertionError("unreachable")
+
+
+class StopOnClock(Callback):
+    """Times Lightning's steps with a :class:`Clock` and stops the fit when it says so."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.clock.tick(trainer.global_step - 1):
+            trainer.should_stop = True
+
+
+def lightning_run(
+    workload: Workload, mode: str, clock: Clock, batch_size: int, device: torch.device, config: str
+) -> float:
+    """``Trainer.fit`` as the CLI builds it from ``config``; returns timed steps per second."""
+    with tempfile.TemporaryDirectory() as runs, contextlib.redirect_stdout(io.StringIO()):
+        cli = _build(workload, mode, batch_size, device, config, runs)
+        cli.trainer.callbacks.append(StopOnClock(clock))
         cli.trainer.fit(cli.model, cli.datamodule)
-    return steps / (timer.end - timer.start)
+    return clock.rate
+
+
+def _spread(values: list[float]) -> str:
+    """``median (min-max)``, or the one value."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=400, help="timed steps per run (geometry and sweep: a tenth)")
-    parser.add_argument("--warmup", type=int, default=50, help="untimed steps before timing (geometry and sweep: a tenth)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
+    parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per run, after the warm-up")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed steps before timing")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians and min-max are reported")
     parser.add_argument("--workloads", default="hexagon,geometry,sweep", help="comma-separated: " + ",".join(WORKLOADS))
     parser.add_argument("--batch_size", type=int, default=1024)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own, one per core)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: lit-superposition's choice)")
     parser.add_argument("--config", default="hexagon_scan.yaml", help="config whose callbacks lit-superposition runs with")
     args = parser.parse_args()
     names = [name.strip() for name in args.workloads.split(",")]
@@ -158,43 +210,49 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     pl.seed_everything(0, verbose=False)
 
+    def clock() -> Clock:
+        return Clock(args.seconds, args.warmup, device)
+
     rates: dict[tuple[str, str], list[float]] = {}
     for repeat in range(args.repeats):
         for name in names:
             workload = WORKLOADS[name]
-            steps, warmup = workload.steps(args.steps, args.warmup)
-            runs = {"reference": lambda: reference_loop(workload, steps, warmup, args.batch_size, device)}
+            runs = {"reference": lambda: reference_loop(workload, clock(), args.batch_size, device)}
             for mode in MODES:
-                runs[mode] = lambda mode=mode: lightning_run(
-                    workload, mode, steps, warmup, args.batch_size, device, args.config
-                )
+                runs[f"bare {mode}"] = lambda mode=mode: bare_loop(workload, mode, clock(), args.batch_size, device, args.config)
+                runs[mode] = lambda mode=mode: lightning_run(workload, mode, clock(), args.batch_size, device, args.config)
             order = list(runs) if repeat % 2 == 0 else list(reversed(runs))
             for label in order:
                 rates.setdefault((name, label), []).append(runs[label]() * workload.n_instances)
 
     console = Console()
-    table = Table(title=f"Instance-steps per second (median of {args.repeats}), batch {args.batch_size}, {device}")
-    for column in ("workload", "reference", "shared", "ratio", "independent", "ratio"):
+    table = Table(title=f"Instance-steps per second (median of {args.repeats}; ratios: median (min-max)), "
+                        f"batch {args.batch_size}, {device}, {args.seconds:g} s per run")
+    for column in ("workload", "reference", "mode", "bare", "lightning", "ratio", "vs_limit"):
         table.add_column(column, justify="right")
     ratios: dict[tuple[str, str], float] = {}
+    limits: dict[tuple[str, str], float] = {}
     for name in names:
-        reference = statistics.median(rates[(name, "reference")])
-        row = [name, f"{reference:,.0f}"]
+        reference = rates[(name, "reference")]
         for mode in MODES:
-            rate = statistics.median(rates[(name, mode)])
-            ratios[(mode, name)] = rate / reference
-            row += [f"{rate:,.0f}", f"{ratios[(mode, name)]:.2f}"]
-        table.add_row(*row)
+            lightning, bare = rates[(name, mode)], rates[(name, f"bare {mode}")]
+            # Repeat k's ratios pair runs made side by side, so slow phases of the machine cancel.
+            ratio = [a / b for a, b in zip(lightning, reference)]
+            limit = [a / b for a, b in zip(lightning, bare)]
+            ratios[(mode, name)], limits[(mode, name)] = statistics.median(ratio), statistics.median(limit)
+            table.add_row(name if mode == MODES[0] else "", f"{statistics.median(reference):,.0f}" if mode == MODES[0] else "",
+                          mode, f"{statistics.median(bare):,.0f}", f"{statistics.median(lightning):,.0f}", _spread(ratio), _spread(limit))
     console.print(table)
     console.print(
         f"torch {torch.__version__}, pytorch-lightning {pl.__version__}, Python {platform.python_version()},"
         f" {platform.machine()}, {torch.get_num_threads()} threads"
     )
-    parts = ["ratios"]
-    for mode in MODES:
-        parts.append(mode)
-        parts += [f"{name}={ratios[(mode, name)]:.2f}" for name in names]
-    print(" ".join(parts))
+    for label, values in (("ratios", ratios), ("vs_limit", limits)):
+        parts = [label]
+        for mode in MODES:
+            parts.append(mode)
+            parts += [f"{name}={values[(mode, name)]:.2f}" for name in names]
+        print(" ".join(parts))
 
 
 if __name__ == "__main__":

@@ -9,24 +9,26 @@ import sys
 from tests.conftest import REPO, cli_env
 
 NUMBER = r"\d+\.\d\d"
-RATIOS = re.compile(
-    rf"ratios shared hexagon=({NUMBER}) geometry=({NUMBER}) sweep=({NUMBER})"
+LINE = (
+    rf"shared hexagon=({NUMBER}) geometry=({NUMBER}) sweep=({NUMBER})"
     rf" independent hexagon=({NUMBER}) geometry=({NUMBER}) sweep=({NUMBER})"
 )
+RATIOS, VS_LIMIT = re.compile(rf"ratios {LINE}"), re.compile(rf"vs_limit {LINE}")
 
 
-def test_benchmark_prints_the_ratios_line_last(tmp_path):
+def test_benchmark_prints_the_ratios_and_vs_limit_lines_last(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "throughput.py"), "--steps", "5", "--warmup", "2",
+        [sys.executable, str(REPO / "benchmarks" / "throughput.py"), "--seconds", "0.1", "--warmup", "2",
          "--repeats", "1", "--batch_size", "64"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    last = result.stdout.strip().splitlines()[-1]
-    match = RATIOS.fullmatch(last)
-    assert match, last
-    assert all(float(ratio) > 0 for ratio in match.groups())
-    assert "reference" in result.stdout and "torch" in result.stdout  # the table and the versions
+    ratios, vs_limit = result.stdout.strip().splitlines()[-2:]
+    for pattern, line in ((RATIOS, ratios), (VS_LIMIT, vs_limit)):
+        match = pattern.fullmatch(line)
+        assert match, line
+        assert all(float(ratio) > 0 for ratio in match.groups())
+    assert "reference" in result.stdout and "bare" in result.stdout and "torch" in result.stdout  # the table and the versions
     assert not (tmp_path / "runs").exists()  # runs go to a temporary directory
 
 
