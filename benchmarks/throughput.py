@@ -72,23 +72,30 @@ def _synchronize(device: torch.device) -> None:
 
 
 class Clock:
-    """Warm-up steps, then timed steps until ``seconds`` have passed; steps per second."""
+    """Warm-up (``warmup`` steps and ``warmup_seconds``), then timed steps until ``seconds`` have passed.
 
-    def __init__(self, seconds: float, warmup: int, device: torch.device) -> None:
-        self.seconds, self.warmup, self.device = seconds, warmup, device
-        self.steps, self.start, self.elapsed = 0, 0.0, 0.0
+    The warm-up is timed too: the allocator and the thread pools settle over the first second or so,
+    which is many steps for a small workload and few for a large one.
+    """
+
+    def __init__(self, seconds: float, warmup: int, warmup_seconds: float, device: torch.device) -> None:
+        self.seconds, self.warmup, self.warmup_seconds, self.device = seconds, warmup, warmup_seconds, device
+        self.steps, self.first, self.start, self.elapsed = 0, None, None, 0.0
 
     def tick(self, step: int) -> bool:
         """Call after step ``step`` (0-based) ends; True once the timed window is over."""
-        if step + 1 == self.warmup:
-            _synchronize(self.device)
-            self.start = time.perf_counter()
-        elif step + 1 > self.warmup:
-            self.steps += 1
-            if self.steps % 8 == 0:  # look at the clock now and then: a sync costs on a GPU
+        if self.start is None:
+            now = time.perf_counter()
+            self.first = now if self.first is None else self.first
+            if step + 1 >= self.warmup and now - self.first >= self.warmup_seconds:
                 _synchronize(self.device)
-                self.elapsed = time.perf_counter() - self.start
-                return self.elapsed >= self.seconds
+                self.start = time.perf_counter()
+            return False
+        self.steps += 1
+        if self.steps % 8 == 0:  # look at the clock now and then: a sync costs on a GPU
+            _synchronize(self.device)
+            self.elapsed = time.perf_counter() - self.start
+            return self.elapsed >= self.seconds
         return False
 
     @property
@@ -193,7 +200,8 @@ def _spread(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per run, after the warm-up")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed steps before timing")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed steps before timing (at least)")
+    parser.add_argument("--warmup_seconds", type=float, default=1.0, help="untimed seconds before timing (at least)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians and min-max are reported")
     parser.add_argument("--workloads", default="hexagon,geometry,sweep", help="comma-separated: " + ",".join(WORKLOADS))
     parser.add_argument("--batch_size", type=int, default=1024)
@@ -211,7 +219,7 @@ def main() -> None:
     pl.seed_everything(0, verbose=False)
 
     def clock() -> Clock:
-        return Clock(args.seconds, args.warmup, device)
+        return Clock(args.seconds, args.warmup, args.warmup_seconds, device)
 
     rates: dict[tuple[str, str], list[float]] = {}
     for repeat in range(args.repeats):
