@@ -41,3 +41,17 @@ def test_parallel_runs_benchmark_prints_the_ratio_line_last(tmp_path):
     last = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(rf"parallel N=2 ratio={NUMBER}", last), last
     assert "one after the other" in result.stdout
+
+
+def test_stream_cost_benchmark_prints_the_ratios_line_last(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "stream_cost.py"), "--steps", "3", "--repeats", "1",
+         "--batch_size", "64", "--workloads", "hexagon,geometry"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(rf"ratios signed/uniform shared=({NUMBER}) independent=({NUMBER}) sets=({NUMBER})", last)
+    assert match, last
+    assert all(float(ratio) > 0 for ratio in match.groups())
+    assert "signed/uniform" in result.stdout and "torch" in result.stdout  # the table and the versions
