@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from typing_extensions import override
 
 from lit_superposition.data.grid import PhaseGrid
-from lit_superposition.data.sets import FeatureSets, signed_values_
+from lit_superposition.data.sets import FeatureSets, signed_map
 from lit_superposition.data.specs import SpecLike, check_repeats, resolve_feature_probability
 from lit_superposition.errors import ConfigError
 
@@ -54,8 +54,9 @@ class StepKeys(IterableDataset):
 class SparseFeatureDataModule(pl.LightningDataModule):
     """Sparse features: feature ``f`` of instance ``i`` is 0 with probability ``1 - p[i, f]``, else uniform on (0, 1].
 
-    With ``values: signed`` an active feature is instead uniform on [-1, 1] (never 0), and with
-    ``target: abs`` the model is asked for ``|x|`` (computation in superposition, ARENA 1.3.1).
+    With ``values: signed`` an active feature is instead uniform on [-1, 1] (never 0): ``x = A - u·B``
+    of the same one uniform ``u``, at the same cost (see :meth:`make_batch`); with ``target: abs``
+    the model is asked for ``|x|`` (computation in superposition, ARENA 1.3.1).
 
     Features not in a set are independent. In a correlated set one draw decides whether all its
     features are active together (magnitudes independent); in an anticorrelated set at most one
@@ -142,41 +143,77 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         self._on_device: dict[torch.device, tuple[Any, ...]] = {}
 
     def _device_state(self, device: torch.device) -> tuple[Any, ...]:
-        if device not in self._on_device:
-            p = self.feature_probability.to(device).unsqueeze(2)  # (n_instances, n_features, 1)
-            sets = self.feature_sets.to(device) if self.feature_sets else None
-            self._on_device[device] = (-p.reciprocal(), torch.ones((), device=device), sets, torch.Generator(device=device))
-        return self._on_device[device]
+        """``(start, scale, exact, sets, generator)`` on ``device``, made once per device: the plain
+        stream is ``addcmul(start, u, scale)``, ``(1, -1/p)`` for uniform values and ``(A, -B)`` of
+        :func:`~lit_superposition.data.sets.signed_map` for signed ones."""
+        state = self._on_device.get(device)
+        if state is None:
+            canonical = torch.empty(0, device=device).device  # "cuda" and "cuda:0" share one state
+            state = self._on_device.get(canonical)
+            if state is None:
+                state = self._make_device_state(canonical)
+            self._on_device[device] = self._on_device[canonical] = state
+        return state
+
+    def _make_device_state(self, device: torch.device) -> tuple[Any, ...]:
+        signed = self.values == "signed"
+        p = self.feature_probability.to(device).unsqueeze(2)  # (n_instances, n_features, 1)
+        sets = self.feature_sets.to(device, signed=signed) if self.feature_sets else None
+        start, scale, exact = torch.ones((), device=device), -p.reciprocal(), True
+        if signed and sets is None:
+            start, slope, exact = signed_map(torch.zeros_like(p), p, device)  # (n_instances, n_features, 1)
+            scale = slope.neg()
+        return start, scale, exact, sets, torch.Generator(device=device)
 
     def make_batch(self, step: int, rank: int = 0, device: torch.device | str = "cpu") -> Tensor:
         """Draw batch ``step`` of rank ``rank`` on ``device``.
 
-        One uniform draw gives both the mask and the magnitude: ``t = max(1 - u / p, 0)`` is 0 when
-        ``u >= p`` and, given ``u < p``, uniform on (0, 1]. That halves the random numbers the
-        reference loop draws, and an active feature is never exactly 0, so activity is observable as
-        ``x != 0`` (``x > 0`` for uniform values). ``values: uniform`` returns ``x = t``; ``values:
-        signed`` returns ``x = 2t - 1`` where ``t > 1/2`` and ``x = -2t`` where ``0 < t <= 1/2`` (0
-        where inactive): uniform on [-1, 1] without 0, the same features active, no extra random
-        numbers (:func:`~lit_superposition.data.sets.signed_values_`).
+        One uniform draw per feature gives both the mask and the value, which halves the random
+        numbers the reference loop draws, and an active feature is never exactly 0, so activity is
+        observable as ``x != 0``. ``values: uniform``: ``x = max(1 - u / p, 0)``, 0 when ``u >= p`` and,
+        given ``u < p``, uniform on (0, 1]. ``values: signed``: ``x = A - u·B`` where that is above
+        -1, else 0, with ``A ≈ 1``, ``B ≈ 2/p`` per instance and feature
+        (:func:`~lit_superposition.data.sets.signed_map`): ``u`` in [0, p) goes onto (-1, 1], so an
+        active feature is uniform on [-1, 1], positive when ``u < p/2``; ``A`` is nudged down a few
+        float32 ulps where needed so that no uniform this device can draw gives exactly 0. Both are
+        two passes over the batch. Activity is ``u`` below ``p`` as the float32 arithmetic rounds
+        it, for each stream its own way: the signed stream's active uniforms are ``[0, p')`` with
+        ``p'`` within two 2^-24 grid points of ``p``, so its activity can differ from the uniform
+        stream's of the same seed only where ``u`` is within a grid point or two of ``p`` (a
+        probability of a few 2^-24 per feature and sample).
 
         Returns:
             ``(n_instances, batch_size, n_features)`` features, laid out in memory with the batch axis
             contiguous (``x.transpose(1, 2)`` is contiguous): the layout in which the model's products
             are fastest.
         """
-        neg_inv_p, one, sets, generator = self._device_state(torch.device(device))
+        start, *_, generator = self._device_state(torch.device(device))
         generator.manual_seed(step_seed(self.data_seed, rank, step))
         n_draws = 1 if self.instance_data == "shared" else self.n_instances
-        u = torch.rand(n_draws, self.batch_size, self.n_features, device=one.device, generator=generator)
-        signed = self.values == "signed"
+        u = torch.rand(n_draws, self.batch_size, self.n_features, device=start.device, generator=generator)
+        return self.values_of(u)
+
+    def values_of(self, u: Tensor) -> Tensor:
+        """The batch :meth:`make_batch` returns for the uniforms ``u``, on ``u``'s device.
+
+        Args:
+            u: ``(n_draws, batch, n_features)`` uniforms on [0, 1); ``n_draws`` is 1 (shared) or ``n_instances``.
+
+        Returns:
+            ``(n_instances, batch, n_features)`` features, batch axis contiguous in memory.
+        """
+        start, scale, exact, sets, _ = self._device_state(u.device)
         if sets is not None:
-            x = sets.sample(u, signed=signed)  # (n_instances, batch, n_features)
+            x = sets.sample(u, signed=self.values == "signed")  # (n_instances, batch, n_features)
             return x.transpose(1, 2).contiguous().transpose(1, 2)
-        xT = torch.empty(self.n_instances, self.n_features, self.batch_size, device=one.device)
-        # One pass writes the feature-major layout; 1 - u / p and then max(., 0), both in place.
-        tT = torch.addcmul(one, u.transpose(1, 2), neg_inv_p, out=xT).clamp_min_(0)  # (n_instances, n_features, batch)
-        # The signed map works in place: same buffer, same feature-major layout.
-        return (signed_values_(tT) if signed else tT).transpose(1, 2)
+        xT = torch.empty(self.n_instances, self.n_features, u.shape[1], device=u.device)
+        # One pass writes the feature-major layout: 1 - u / p, or A - u·B; the second works in place.
+        torch.addcmul(start, u.transpose(1, 2), scale, out=xT)  # (n_instances, n_features, batch)
+        if self.values == "uniform":
+            return xT.clamp_min_(0).transpose(1, 2)
+        if not exact:  # never seen: signed_map could not rule out an exact 0
+            xT.masked_fill_(xT == 0, torch.finfo(xT.dtype).tiny)
+        return torch.nn.functional.threshold_(xT, -1.0, 0.0).transpose(1, 2)  # x > -1 kept, the rest +0
 
     @override
     def train_dataloader(self) -> DataLoader:
