@@ -65,7 +65,7 @@ def test_the_signed_value_is_the_documented_map_of_the_uniform(streams):
 
 
 GRID = 1 << 24  # torch.rand's float32 draws on the CPU are k * 2^-24, k < 2^24
-_RANDOM = torch.rand(50, generator=torch.Generator().manual_seed(7))
+_RANDOM = torch.rand(12, generator=torch.Generator().manual_seed(7))
 EXHAUSTIVE_P = [1.0, 0.5, 0.25, 2.0**-10, 0.057, 0.3333, 1 - 2.0**-24, 2.0**-23, 3e-7, *_RANDOM.clamp_min(1e-4).tolist()]
 
 
