@@ -114,14 +114,23 @@ def reference_loop(workload: Workload, clock: Clock, batch_size: int, device: to
     W = torch.nn.Parameter(torch.nn.init.xavier_normal_(torch.empty(i, h, f, device=device)))
     b = torch.nn.Parameter(torch.zeros(i, f, device=device))
     optimizer = torch.optim.Adam([W, b], lr=1e-3)
-    for step in itertools.count():
+
+    def loss_of(step: int) -> torch.Tensor:
         feature_magnitude = torch.rand((batch_size, i, f), device=device)
         feature_seed = torch.rand((batch_size, i, f), device=device)
         x = torch.where(feature_seed <= p, feature_magnitude, torch.zeros((), device=device))
         hidden = einops.einsum(W, x, "inst hidden feats, batch inst feats -> batch inst hidden")
         out = einops.einsum(hidden, W, "batch inst hidden, inst hidden feats -> batch inst feats")
         out = torch.relu(out + b)
-        loss = (importance * (x - out) ** 2).mean(dim=(0, 2)).sum()
+        return (importance * (x - out) ** 2).mean(dim=(0, 2)).sum()
+
+    return _optimize_until(clock, loss_of, optimizer)
+
+
+def _optimize_until(clock: Clock, loss_of, optimizer: torch.optim.Optimizer) -> float:
+    """Optimizer steps on ``loss_of(step)`` until ``clock`` says stop; returns timed steps per second."""
+    for step in itertools.count():
+        loss = loss_of(step)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -158,14 +167,7 @@ def bare_loop(workload: Workload, mode: str, clock: Clock, batch_size: int, devi
     optimizer = module.configure_optimizers()
     optimizer = optimizer[0] if isinstance(optimizer, (list, tuple)) else optimizer
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
-    for step in itertools.count():
-        loss, _ = module.objective(data.make_batch(step, device=device))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if clock.tick(step):
-            return clock.rate
-    raise AssertionError("unreachable")
+    return _optimize_until(clock, lambda step: module.objective(data.make_batch(step, device=device))[0], optimizer)
 
 
 class StopOnClock(Callback):
