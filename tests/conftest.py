@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,30 @@ def run_command(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Compl
     return subprocess.run(
         [*command, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``lit-superposition ARGS`` through the command's entry point in this process.
+
+    The same code as the command, without the seconds a fresh interpreter spends importing torch and
+    Lightning: for the many bad-input checks (a few of them also run through the installed command).
+    """
+    from lit_superposition.cli.main import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as the command's PYTHONWARNINGS=ignore
+            try:
+                main(list(args))
+                code = 0
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(list(args), code, stdout.getvalue(), stderr.getvalue())
 
 
 def write_scan_report(path: Path, n_pentagons: int, n_hexagons: int = 1, n_features: int = 6) -> Path:

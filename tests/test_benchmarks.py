@@ -18,7 +18,7 @@ RATIOS, VS_LIMIT = re.compile(rf"ratios {LINE}"), re.compile(rf"vs_limit {LINE}"
 
 def test_benchmark_prints_the_ratios_and_vs_limit_lines_last(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "throughput.py"), "--seconds", "0.1", "--warmup", "2",
+        [sys.executable, str(REPO / "benchmarks" / "throughput.py"), "--seconds", "0.1", "--warmup", "2", "--warmup_seconds", "0",
          "--repeats", "1", "--batch_size", "64"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=240,
     )

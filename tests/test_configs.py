@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lit_superposition.cli import build_cli, bundled_configs
-from tests.conftest import assert_bad_input, run_command
+from tests.conftest import assert_bad_input, run_command, run_in_process
 
 EXPERIMENTS = [
     "correlated.yaml",
@@ -131,5 +131,5 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUTS)
 def test_bad_sets_and_repeats_exit_2_with_one_line(tmp_path, args, message):
-    result = run_command("fit", "--config", "hexagon_scan.yaml", *args, cwd=tmp_path)
+    result = run_in_process("fit", "--config", "hexagon_scan.yaml", *args, cwd=tmp_path)
     assert_bad_input(result.returncode, result.stderr, message, tmp_path)

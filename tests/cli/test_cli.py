@@ -8,7 +8,7 @@ import yaml
 
 from lit_superposition.cli import build_cli, bundled_configs, resolve_config_path
 from lit_superposition.errors import ConfigError
-from tests.conftest import assert_bad_input, run_command, write_scan_report
+from tests.conftest import assert_bad_input, run_command, run_in_process, write_scan_report
 
 
 def test_fit_from_outside_the_repository_writes_a_run_directory(tmp_path):
@@ -40,7 +40,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUTS)
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
-    result = run_command("fit", "--config", "pentagon.yaml", *args, cwd=tmp_path)
+    result = run_in_process("fit", "--config", "pentagon.yaml", *args, cwd=tmp_path)
     assert_bad_input(result.returncode, result.stderr, message, tmp_path)
 
 
