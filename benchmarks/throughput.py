@@ -80,10 +80,10 @@ class Clock:
 
     def __init__(self, seconds: float, warmup: int, warmup_seconds: float, device: torch.device) -> None:
         self.seconds, self.warmup, self.warmup_seconds, self.device = seconds, warmup, warmup_seconds, device
-        self.steps, self.first, self.start, self.elapsed = 0, None, None, 0.0
+        self.steps, self.ticks, self.first, self.start, self.elapsed = 0, 0, None, None, 0.0
 
-    def tick(self, step: int) -> bool:
-        """Call after step ``step`` (0-based) ends; True once the timed window is over."""
+    def tick(self, step: int, n_steps: int = 1) -> bool:
+        """Call after step ``step`` (0-based) ends, the last of ``n_steps``; True once the timed window is over."""
         if self.start is None:
             now = time.perf_counter()
             self.first = now if self.first is None else self.first
@@ -91,8 +91,9 @@ class Clock:
                 _synchronize(self.device)
                 self.start = time.perf_counter()
             return False
-        self.steps += 1
-        if self.steps % 8 == 0:  # look at the clock now and then: a sync costs on a GPU
+        self.steps += n_steps
+        self.ticks += 1
+        if self.ticks % 8 == 0:  # look at the clock now and then: a sync costs on a GPU
             _synchronize(self.device)
             self.elapsed = time.perf_counter() - self.start
             return self.elapsed >= self.seconds
@@ -139,8 +140,10 @@ def _optimize_until(clock: Clock, loss_of, optimizer: torch.optim.Optimizer) -> 
     raise AssertionError("unreachable")
 
 
-def _build(workload: Workload, mode: str, batch_size: int, device: torch.device, config: str, runs: str):
+def _build(workload: Workload, mode: str, batch_size: int, device: torch.device, config: str, runs: str,
+           steps_per_call: int | None = None):
     p = workload.feature_probability
+    k = [] if steps_per_call is None else [f"--model.steps_per_call={steps_per_call}"]
     probability = (
         ["--data.feature_probability=lit_superposition.data.LogSweep",
          "--data.feature_probability.start=1.0", "--data.feature_probability.end=0.05"]
@@ -153,7 +156,7 @@ def _build(workload: Workload, mode: str, batch_size: int, device: torch.device,
             f"--model.d_hidden={workload.d_hidden}", *probability,
             f"--data.batch_size={batch_size}", f"--data.instance_data={mode}",
             f"--trainer.max_steps={10**9}", f"--trainer.logger.init_args.save_dir={runs}",
-            f"--trainer.accelerator={device.type}", "--trainer.devices=1",
+            f"--trainer.accelerator={device.type}", "--trainer.devices=1", *k,
         ],
         run=False,
     )
@@ -177,16 +180,17 @@ class StopOnClock(Callback):
         self.clock = clock
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.clock.tick(trainer.global_step - 1):
+        if self.clock.tick(trainer.global_step - 1, n_steps=len(pl_module.step_losses)):
             trainer.should_stop = True
 
 
 def lightning_run(
-    workload: Workload, mode: str, clock: Clock, batch_size: int, device: torch.device, config: str
+    workload: Workload, mode: str, clock: Clock, batch_size: int, device: torch.device, config: str,
+    steps_per_call: int | None = None,
 ) -> float:
     """``Trainer.fit`` as the CLI builds it from ``config``; returns timed steps per second."""
     with tempfile.TemporaryDirectory() as runs, contextlib.redirect_stdout(io.StringIO()):
-        cli = _build(workload, mode, batch_size, device, config, runs)
+        cli = _build(workload, mode, batch_size, device, config, runs, steps_per_call)
         cli.trainer.callbacks.append(StopOnClock(clock))
         cli.trainer.fit(cli.model, cli.datamodule)
     return clock.rate

@@ -179,13 +179,14 @@ def _reference_ddp_weights(steps: int, lr: float, variant: str) -> dict[str, tor
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_ddp_on_two_cpu_processes_syncs_gradients_over_distinct_data(tmp_path, variant):
+# One variant with several optimizer steps per call, whose gradients are averaged by the module itself.
+@pytest.mark.parametrize(("variant", "steps_per_call"), [(variant, 8 if variant == "relu_output" else 1) for variant in VARIANTS])
+def test_ddp_on_two_cpu_processes_syncs_gradients_over_distinct_data(tmp_path, variant, steps_per_call):
     steps, lr = 20, 0.5
     result = run_command(
         "fit", "--config", "pentagon.yaml", f"--model.variant={variant}", "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
         f"--trainer.max_steps={steps}", "--data.batch_size=64", "--optimizer=SGD", f"--optimizer.lr={lr}",
-        "--trainer.log_every_n_steps=5", cwd=tmp_path,
+        "--trainer.log_every_n_steps=5", f"--model.steps_per_call={steps_per_call}", cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = tmp_path / "runs" / "pentagon"

@@ -67,6 +67,11 @@ def resolve_instances(chosen: list[int] | None, n_instances: int, default: int, 
     return chosen
 
 
+def next_multiple(step: int, every: int) -> int:
+    """The first multiple of ``every`` after ``step``."""
+    return (step // every + 1) * every
+
+
 def instance_labels(trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[str]:
     """What each instance is, for titles: its role in a patch run (``base``, ``patched``, ``donor``,
     from any callback with ``instance_roles()``), else the swept ``p``, else nothing."""
@@ -129,6 +134,11 @@ class MeasurementCallback(pl.Callback):
         self.chosen = default_instances(trainer, n_instances) if self.instances is None else resolve_instances(self.instances, n_instances, 0)
         # The strategy's device, not pl_module.device: the module is moved there only after setup.
         self.chosen_index = torch.tensor(self.chosen, device=trainer.strategy.root_device)
+
+    def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
+        """The first step after ``step`` at whose end this callback measures: a module that runs several
+        optimizer steps per call (``steps_per_call``) ends its call there."""
+        return next_multiple(step, self.interval)
 
     def writer(self, trainer: pl.Trainer) -> Any | None:
         """The TensorBoard writer on rank zero; None elsewhere, and a warning (once) when there is none."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from typing_extensions import override
+
+from lit_superposition.callbacks.base import next_multiple
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -28,12 +31,20 @@ class RunCheckpoint(ModelCheckpoint):
         trainer = pl.Trainer(max_steps=1500, callbacks=[RunCheckpoint(save_last=True, every_n_train_steps=1000)])
     """
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.every_n_train_steps = kwargs.get("every_n_train_steps") or 0
+
+    def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
+        """The next periodic save: a module running several steps per call ends its call there."""
+        return next_multiple(step, self.every_n_train_steps) if self.every_n_train_steps > 0 else None
+
     @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         # Between saves, return at once (Lightning's own checks cost a few microseconds every step).
-        every = self._every_n_train_steps
+        every = self.every_n_train_steps
         if self._train_time_interval is None and (every < 1 or trainer.global_step % every):
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
@@ -43,3 +54,8 @@ class RunCheckpoint(ModelCheckpoint):
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         super().on_train_end(trainer, pl_module)
+
+
+# With several steps per call (manual optimization) Lightning warns that a periodic checkpoint holds
+# the weights after the optimizer step: it does, as with automatic optimization, and global_step counts it.
+warnings.filterwarnings("ignore", message=r".*ModelCheckpoint with manual optimization.*")

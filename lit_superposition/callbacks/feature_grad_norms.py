@@ -59,6 +59,10 @@ class FeatureGradNorms(MeasurementCallback):
         )
 
     @override
+    def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
+        return None  # read inside the optimizer step, which every step of a call passes through
+
+    @override
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer) -> None:
         step = trainer.global_step + 1  # the step this update completes
         if step % self.interval or not trainer.is_global_zero:

@@ -21,7 +21,7 @@ STACKED_STEPS = 64
 class FeatureLosses(MeasurementCallback):
     """Logs each chosen instance's per-feature loss, averaged over every step of the interval.
 
-    Every step's ``pl_module.per_feature_loss`` (``(n_instances, n_features)``, importance-weighted)
+    Every step's per-feature loss (``pl_module.step_losses``, ``(n_instances, n_features)`` per step, importance-weighted)
     goes into an :class:`~lit_superposition.callbacks.metrics.ElementwiseMean` on the training device (no sync;
     up to 64 steps are stacked and added in one update, so every step counts exactly once); at the
     end of each interval the mean is logged as ``feature_loss/instance_NNN/feature_FF`` and reset. The
@@ -66,13 +66,16 @@ class FeatureLosses(MeasurementCallback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        loss = pl_module.per_feature_loss
-        if loss is None:
+        losses = pl_module.step_losses  # (n_steps, n_instances, n_features): every step of the call
+        if losses is None:
             return
-        self._stack[self._stacked].copy_(loss)
-        self._stacked += 1
-        if self._stacked == STACKED_STEPS:
+        if self._stacked + len(losses) > STACKED_STEPS:
             self._flush()
+        if len(losses) > STACKED_STEPS:
+            self.mean.update(losses)
+        else:
+            self._stack[self._stacked : self._stacked + len(losses)].copy_(losses)
+            self._stacked += len(losses)
         step = trainer.global_step
         if step % self.interval:
             return

@@ -19,6 +19,7 @@ from lit_superposition.analysis.files import atomic_torch_save
 from lit_superposition.callbacks.base import (
     MeasurementCallback,
     instance_labels,
+    next_multiple,
     resolve_instances,
     validate_interval,
 )
@@ -126,6 +127,13 @@ class GeometrySnapshots(MeasurementCallback):
             self._next = next((s for s in self.schedule if s > step), None)
         if self.figure_every_n_steps and step % self.figure_every_n_steps == 0 and step != trainer.max_steps:
             self.draw(trainer, pl_module)
+
+    @override
+    def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
+        wanted = [s for s in (self._next,) if s is not None]
+        if self.figure_every_n_steps:
+            wanted.append(next_multiple(step, self.figure_every_n_steps))
+        return min(wanted, default=None)
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

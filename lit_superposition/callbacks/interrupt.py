@@ -20,6 +20,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class GracefulStop(Callback):
     """Turns the first Ctrl-C (SIGINT) or SIGTERM during training into a clean stop after the current step.
 
+    With several optimizer steps per call (``model.steps_per_call``) the stop comes after the current
+    call: at most that many steps later, and always at a step a resumed run continues from exactly.
+
     Training then ends the ordinary way: ``on_train_end`` and ``on_fit_end`` run (reports and
     snapshot files are completed), :class:`~lit_superposition.callbacks.RunCheckpoint` writes
     ``last.ckpt`` at the stopping step, and the loggers flush. ``--ckpt_path .../last.ckpt``
@@ -48,6 +51,7 @@ class GracefulStop(Callback):
         self.received: signal.Signals | None = None
         self.stopped_at_step: int | None = None
         self._previous: dict[signal.Signals, Any] = {}
+        self._synced = 0  # the step of the ranks' last agreement
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None and signum == signal.SIGINT:
@@ -64,6 +68,7 @@ class GracefulStop(Callback):
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.received, self.stopped_at_step = None, None
+        self._synced = trainer.global_step
         # Signal handlers can only be set from the main thread (not, e.g., inside a notebook worker).
         if threading.current_thread() is threading.main_thread():
             # Registered after Lightning's own SIGTERM handler, which would stop with an exception
@@ -72,13 +77,17 @@ class GracefulStop(Callback):
             for signum in STOP_SIGNALS:
                 signal.signal(signum, self._handle)
 
+    def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
+        return None  # the stop comes at the end of the call the signal arrived in (model.steps_per_call)
+
     @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if trainer.world_size > 1:
-            if trainer.global_step % self.sync_every_n_steps:
-                return
+            if trainer.global_step // self.sync_every_n_steps == self._synced // self.sync_every_n_steps:
+                return  # every rank passes the same steps, so all of them agree at the same call
+            self._synced = trainer.global_step
             stop = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
         else:
             stop = self.received is not None

@@ -34,8 +34,8 @@ class NonFiniteLossStop(Callback):
     (``on_save_checkpoint``), so a checkpoint of non-finite weights is never written and
     ``last.ckpt`` stays the last good state.
 
-    Cost: nothing on the device between checks. Each step keeps a reference to the module's
-    detached per-feature loss; every ``check_every_n_steps`` steps, before every checkpoint and at
+    Cost: nothing on the device between checks. Each call keeps a reference to the module's
+    detached per-feature losses of its steps; every ``check_every_n_steps`` steps, before every checkpoint and at
     the end of training, the kept losses and the weights are tested at once (one device sync).
 
     Args:
@@ -51,24 +51,30 @@ class NonFiniteLossStop(Callback):
         if check_every_n_steps is not None and (not isinstance(check_every_n_steps, int) or check_every_n_steps < 1):
             raise ConfigError(f"check_every_n_steps must be a positive integer or null, got {check_every_n_steps!r}")
         self.check_every_n_steps = check_every_n_steps
-        self._losses: list[Tensor] = []  # per step: (n_instances, n_features), detached
+        self._losses: list[Tensor] = []  # per call: (n_steps, n_instances, n_features), detached
+        self._kept = 0  # steps in self._losses
         self._first_step = 0
         self._interval = 1
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._interval = self.check_every_n_steps or trainer.log_every_n_steps
-        self._losses = []
+        self._losses, self._kept = [], 0
+
+    def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
+        return None  # it keeps the losses of every step of a call (pl_module.step_losses)
 
     @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        losses = pl_module.step_losses  # (n_steps, n_instances, n_features): every step of the call
         if not self._losses:
-            self._first_step = trainer.global_step - 1  # the step whose loss this is (before its update)
-        # A reference, not a copy: the module makes a new detached tensor every step.
-        self._losses.append(pl_module.per_feature_loss)
-        if len(self._losses) >= self._interval:
+            self._first_step = trainer.global_step - len(losses)  # the step of the first loss (before its update)
+        # A reference, not a copy: the module makes a new detached tensor every call.
+        self._losses.append(losses)
+        self._kept += len(losses)
+        if self._kept >= self._interval:
             self.check(trainer, pl_module)
 
     @override
@@ -83,15 +89,15 @@ class NonFiniteLossStop(Callback):
     def check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Test the kept losses and the weights; raise :class:`NonFiniteLossError` naming the first bad step."""
         model = pl_module.model
-        losses = torch.stack(self._losses) if self._losses else model.b.new_zeros(0, model.n_instances, 1)
+        losses = torch.cat(self._losses) if self._losses else model.b.new_zeros(0, model.n_instances, 1)  # (steps, n_instances, n_features)
         bad_loss = ~losses.isfinite().all(dim=2)  # (steps, n_instances)
         bad_weights = ~(model.W.isfinite().all(dim=2).all(dim=1) & model.b.isfinite().all(dim=1))  # (n_instances,)
         found = bool(bad_loss.any() | bad_weights.any())  # syncs the device
         if trainer.world_size > 1:
             # The weights are shared but the data is not: whichever rank sees it first stops them all.
             found = trainer.strategy.reduce_boolean_decision(found, all=False)
-        last_step = self._first_step + len(self._losses) - 1
-        self._losses = []
+        last_step = self._first_step + len(losses) - 1
+        self._losses, self._kept = [], 0
         if not found:
             return
         if bad_loss.any():

@@ -27,6 +27,7 @@ class StepProgressBar(RichProgressBar):
             raise ConfigError(f"update_every_n_steps must be >= 1, got {update_every_n_steps}")
         super().__init__(**kwargs)
         self.update_every_n_steps = update_every_n_steps
+        self._drawn_at = 0  # the step of the last redraw
 
     @override
     def _get_train_description(self, current_epoch: int) -> str:
@@ -45,12 +46,18 @@ class StepProgressBar(RichProgressBar):
         # The run's length in optimizer steps, also after a resume (Lightning counts the resumed epoch).
         return self.trainer.max_steps if self.trainer.max_steps > 0 else float("inf")
 
+    def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
+        return None  # it redraws at the end of whichever call passes a multiple of update_every_n_steps
+
     @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        last = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
-        if last or (batch_idx + 1) % self.update_every_n_steps == 0:
+        step, every = trainer.global_step, self.update_every_n_steps
+        last = trainer.max_steps > 0 and step >= trainer.max_steps
+        # Steps, not calls: a call may hold several optimizer steps (model.steps_per_call).
+        if last or step // every != self._drawn_at // every:
+            self._drawn_at = step
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
             if self.progress is not None and self.train_progress_bar_id is not None:
                 # The bar counts optimizer steps from 0, so a resumed run shows where it stands.

@@ -126,7 +126,10 @@ class LitSuperpositionCLI(LightningCLI):
             raise ConfigError(str(error)) from None
 
     def before_fit(self) -> None:
-        """Check that the checkpoint to resume from fits the configured model, before any file is written."""
+        """Check that the checkpoint to resume from fits the configured model, and that the trainer's
+        settings suit the model's steps per call, before any file is written (and before Lightning's
+        own check, which would not be one line)."""
+        self.model.check_trainer(self.trainer)
         if self._checkpoint is not None:
             check_checkpoint_shapes(self._checkpoint, self.model.state_dict(), self.config.fit.ckpt_path)
             self._checkpoint = None  # Lightning loads it again; keep no second copy

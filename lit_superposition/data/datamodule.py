@@ -228,6 +228,8 @@ class SparseFeatureDataModule(pl.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Tensor:
         if self.trainer is None:
             return self.make_batch(int(batch))
+        if getattr(self.trainer.lightning_module, "draws_own_batches", False):
+            return batch  # the module draws every optimizer step's batch itself (steps_per_call > 1)
         return self.make_batch(int(batch), rank=self.trainer.global_rank, device=self.trainer.strategy.root_device)
 
 
