@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lit_superposition.cli import build_cli, bundled_configs
-from tests.conftest import assert_bad_input, run_command, run_in_process
+from tests.conftest import assert_bad_input, run_in_process
 
 EXPERIMENTS = [
     "correlated.yaml",
