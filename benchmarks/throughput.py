@@ -179,6 +179,9 @@ class StopOnClock(Callback):
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
 
+    def next_required_step(self, trainer, step) -> None:
+        return None  # it counts every step of a call, so the call may hold many
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.clock.tick(trainer.global_step - 1, n_steps=len(pl_module.step_losses)):
             trainer.should_stop = True

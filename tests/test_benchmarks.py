@@ -1,10 +1,11 @@
-"""The throughput benchmark runs end to end at a tiny size (a smoke test: no timing is asserted)."""
+"""The benchmarks run end to end at a tiny size (smoke tests: no timing is asserted)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO, cli_env
 
@@ -16,41 +17,51 @@ LINE = (
 RATIOS, VS_LIMIT = re.compile(rf"ratios {LINE}"), re.compile(rf"vs_limit {LINE}")
 
 
-def test_benchmark_prints_the_ratios_and_vs_limit_lines_last(tmp_path):
+def _benchmark(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python benchmarks/NAME.py ARGS``, checked to succeed and to run runs at full steps per call."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "throughput.py"), "--seconds", "0.1", "--warmup", "2", "--warmup_seconds", "0",
-         "--repeats", "1", "--batch_size", "64"],
-        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=240,
+        [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), *args],
+        cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    ratios, vs_limit = result.stdout.strip().splitlines()[-2:]
-    for pattern, line in ((RATIOS, ratios), (VS_LIMIT, vs_limit)):
+    assert "one optimizer step per call" not in result.stderr  # no timing callback holds the calls to one step
+    assert not (cwd / "runs").exists()  # runs go to a temporary directory
+    return result
+
+
+def _last_lines(result: subprocess.CompletedProcess, n: int) -> list[str]:
+    return result.stdout.strip().splitlines()[-n:]
+
+
+def test_benchmark_prints_the_ratios_and_vs_limit_lines_last(tmp_path):
+    result = _benchmark("throughput", "--seconds", "0.1", "--warmup", "2", "--warmup_seconds", "0", "--repeats", "1",
+                        "--batch_size", "64", cwd=tmp_path)
+    for pattern, line in zip((RATIOS, VS_LIMIT), _last_lines(result, 2)):
         match = pattern.fullmatch(line)
         assert match, line
         assert all(float(ratio) > 0 for ratio in match.groups())
     assert "reference" in result.stdout and "bare" in result.stdout and "torch" in result.stdout  # the table and the versions
-    assert not (tmp_path / "runs").exists()  # runs go to a temporary directory
+
+
+def test_steps_per_call_benchmark_prints_vs_limit_per_value_last(tmp_path):
+    result = _benchmark("steps_per_call", "--values", "1,16", "--seconds", "0.1", "--warmup", "2", "--warmup_seconds", "0",
+                        "--repeats", "1", "--batch_size", "64", cwd=tmp_path)
+    (last,) = _last_lines(result, 1)
+    assert re.fullmatch(rf"steps_per_call 1=({NUMBER}) 16=({NUMBER})", last), last
+    assert "fixed cost per call" in result.stdout
 
 
 def test_parallel_runs_benchmark_prints_the_ratio_line_last(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "parallel_runs.py"), "--steps", "20", "--runs", "2"],
-        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    last = result.stdout.strip().splitlines()[-1]
+    result = _benchmark("parallel_runs", "--steps", "20", "--runs", "2", cwd=tmp_path)
+    (last,) = _last_lines(result, 1)
     assert re.fullmatch(rf"parallel N=2 ratio={NUMBER}", last), last
     assert "one after the other" in result.stdout
 
 
 def test_stream_cost_benchmark_prints_the_ratios_line_last(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "stream_cost.py"), "--steps", "3", "--repeats", "1",
-         "--batch_size", "64", "--workloads", "hexagon,geometry"],
-        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    last = result.stdout.strip().splitlines()[-1]
+    result = _benchmark("stream_cost", "--steps", "3", "--repeats", "1", "--batch_size", "64", "--workloads", "hexagon,geometry",
+                        cwd=tmp_path)
+    (last,) = _last_lines(result, 1)
     match = re.fullmatch(rf"ratios signed/uniform shared=({NUMBER}) independent=({NUMBER}) sets=({NUMBER})", last)
     assert match, last
     assert all(float(ratio) > 0 for ratio in match.groups())

@@ -37,6 +37,10 @@ class PageFigure:
     caption: str
 
 
+#: Rows of the best-repeat table: a phase diagram has a setting per grid point, and its map shows them all.
+MAX_BEST_ROWS = 16
+
+
 def chosen_instances(report: dict[str, Any]) -> list[tuple[int, str]]:
     """The instances worth a closer look, with why: each patch triple's members, else the best and the worst."""
     rows = report["instances"]
@@ -172,10 +176,14 @@ def summary(run: Run) -> str:
              t["base_geometry"], t["patched_geometry"], t["donor_geometry"], "yes" if t["flipped"] else "no"]
             for t in report["triples"]]))
     if report.get("repeats", 1) > 1:
-        best = [row for row in rows if row.get("best_repeat")]
-        parts.append("<h3>Best repeat per setting</h3>" + _table(
+        # A phase diagram's own choice where there is one: it ranks repeats by the exact loss of every variant.
+        grid = report.get("grid")
+        chosen = {i for line in grid["best_instance"] for i in line} if grid else {row["index"] for row in rows if row.get("best_repeat")}
+        best = [row for row in rows if row["index"] in chosen]
+        more = f" (the first {MAX_BEST_ROWS} of {len(best)}; all in report.json)" if len(best) > MAX_BEST_ROWS else ""
+        parts.append(f"<h3>Best repeat per setting{more}</h3>" + _table(
             ["setting", "instance", "init seed", "loss", "geometry"],
-            [[row["setting"], row["index"], row["init_seed"], f"{row['loss']:.5f}", row["geometry"]] for row in best]))
+            [[row["setting"], row["index"], row["init_seed"], f"{row['loss']:.5f}", row["geometry"]] for row in best[:MAX_BEST_ROWS]]))
     parts.append(f"<p class='note'>loss: {html.escape(report.get('loss_definition', ''))}; the progress bar's "
                  "train/loss is the sum over instances.</p>")
     return "\n".join(parts)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from lit_superposition.analysis.comparison import compare_runs
-from lit_superposition.analysis.report_page import chosen_instances, write_report
-from lit_superposition.analysis.run_files import load_run
+from lit_superposition.analysis.report_page import MAX_BEST_ROWS, chosen_instances, summary, write_report
+from lit_superposition.analysis.run_files import Run, load_run
 from lit_superposition.cli import build_cli
 from lit_superposition.errors import ConfigError
 
@@ -69,3 +69,19 @@ def test_compare_needs_the_same_seeds(patch_run):
     other.report = {**other.report, "instances": [{**row, "init_seed": row["init_seed"] + 1} for row in other.report["instances"]]}
     with pytest.raises(ConfigError, match="runs differ in their init seeds"):
         compare_runs([run, other])
+
+
+def test_the_best_repeat_table_follows_the_phase_diagram_and_stays_short(tmp_path):
+    repeats, n_settings = 2, 20
+    rows = [{"index": i, "setting": i // repeats, "init_seed": i, "loss": 0.1, "geometry": "digon",
+             "best_repeat": i % repeats == 0} for i in range(repeats * n_settings)]
+    report = {"step": 10, "n_instances": len(rows), "n_features": 2, "d_hidden": 1, "repeats": repeats, "instances": rows}
+    plain = summary(Run(tmp_path, report))
+    # Cells: setting, instance, init seed. Without a grid, the rows flagged best_repeat (repeat 0).
+    assert "<td>1</td><td>2</td><td>2</td>" in plain and "<td>1</td><td>3</td><td>3</td>" not in plain
+    # The grid ranks repeats by the exact loss: its choice (the second repeat everywhere) is the table's.
+    grid = {"feature": 0, "best_instance": [[s * repeats + 1 for s in range(n_settings)]]}
+    page = summary(Run(tmp_path, {**report, "grid": grid}))
+    assert "<td>1</td><td>3</td><td>3</td>" in page and "<td>1</td><td>2</td><td>2</td>" not in page
+    assert f"the first {MAX_BEST_ROWS} of {n_settings}" in page
+    assert page.count("<td>digon</td>") == MAX_BEST_ROWS
