@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import assert_bad_input, run_command
+from tests.conftest import assert_bad_input, run_command, run_in_process
 
 
 @pytest.mark.slow
@@ -55,10 +55,10 @@ def test_automatic_pairing_from_a_32_seed_scan_measures_a_flip_rate(tmp_path):
 
 
 def test_patch_from_a_missing_scan_report_exits_2_with_one_line(tmp_path):
-    result = run_command("fit", "--config", "hexagon_patch_auto.yaml", cwd=tmp_path)
+    result = run_in_process("fit", "--config", "hexagon_patch_auto.yaml", cwd=tmp_path)
     assert_bad_input(result.returncode, result.stderr, "scan_report 'runs/hexagon_scan/version_0/report.json' does not exist", tmp_path)
 
 
 def test_wrong_instance_count_for_the_triples_exits_2_with_one_line(tmp_path):
-    result = run_command("fit", "--config", "hexagon_patch.yaml", "--data.n_instances=8", cwd=tmp_path)
+    result = run_in_process("fit", "--config", "hexagon_patch.yaml", "--data.n_instances=8", cwd=tmp_path)
     assert_bad_input(result.returncode, result.stderr, "data.n_instances must be 9", tmp_path)

@@ -12,7 +12,7 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import assert_bad_input, run_command
+from tests.conftest import assert_bad_input, run_command, run_in_process
 
 
 
@@ -79,7 +79,7 @@ def test_the_linear_model_has_no_superposition_region(tmp_path):
 
 
 def test_a_grid_that_does_not_fit_the_instances_is_one_line(tmp_path):
-    result = run_command("fit", "--config", "phase_diagram_2x1.yaml", "--data.n_instances=12", cwd=tmp_path)
+    result = run_in_process("fit", "--config", "phase_diagram_2x1.yaml", "--data.n_instances=12", cwd=tmp_path)
     assert_bad_input(result.returncode, result.stderr, "so n_instances must be points x repeats", tmp_path)
 
 

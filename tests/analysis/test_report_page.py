@@ -84,4 +84,5 @@ def test_the_best_repeat_table_follows_the_phase_diagram_and_stays_short(tmp_pat
     page = summary(Run(tmp_path, {**report, "grid": grid}))
     assert "<td>1</td><td>3</td><td>3</td>" in page and "<td>1</td><td>2</td><td>2</td>" not in page
     assert f"the first {MAX_BEST_ROWS} of {n_settings}" in page
-    assert page.count("<td>digon</td>") == MAX_BEST_ROWS
+    best_table = page[page.index("<h3>Best repeat"):]
+    assert best_table.count("<td>digon</td>") == MAX_BEST_ROWS

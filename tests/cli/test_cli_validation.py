@@ -84,7 +84,7 @@ def test_bad_input_in_process(in_tmp, capsys, extra, message):
 
 
 # The real installed command, for a representative few (each costs a Python start-up).
-COMMAND_CASES = [CASES[0], CASES[17], CASES[31], CASES[35], CASES[38]]
+COMMAND_CASES = [CASES[0], CASES[31], CASES[38]]
 
 
 @pytest.mark.parametrize(("extra", "message"), COMMAND_CASES, ids=[" ".join(e)[:60] for e, _ in COMMAND_CASES])
