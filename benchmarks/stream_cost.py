@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lit_superposition.data import SparseFeatureDataModule
+from throughput import chosen_workloads, spread
 
 MODES = ("shared", "independent")
 VALUES = ("uniform", "signed")
@@ -89,13 +90,6 @@ def step_cost(data: SparseFeatureDataModule, device: torch.device, seconds: floa
     return (time.perf_counter() - start) / steps
 
 
-def _spread(values: list[float]) -> str:
-    """``median (min-max)``, or the one value."""
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3000, help="timed steps per run of the cheapest setting")
@@ -105,10 +99,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     args = parser.parse_args()
-    names = [name.strip() for name in args.workloads.split(",")]
-    unknown = [name for name in names if name not in WORKLOADS]
-    if unknown:
-        parser.error(f"unknown workloads {unknown}; choose from {', '.join(WORKLOADS)}")
+    names = chosen_workloads(parser, args.workloads, WORKLOADS)
     device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -144,7 +135,7 @@ def main() -> None:
     for name, mode, sets in settings:
         median = {values: statistics.median(seconds[(name, mode, sets, values)]) * 1e6 for values in VALUES}
         table.add_row(name, mode, "corr+anti" if sets else "-", str(steps_of[(name, mode, sets)]), f"{median['uniform']:,.1f}",
-                      f"{median['signed']:,.1f}", _spread(ratios[(name, mode, sets)]))
+                      f"{median['signed']:,.1f}", spread(ratios[(name, mode, sets)]))
     console.print(table)
     console.print(f"torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()},"
                   f" {torch.get_num_threads()} threads")

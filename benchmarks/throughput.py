@@ -202,11 +202,20 @@ def lightning_run(
     return clock.rate
 
 
-def _spread(values: list[float]) -> str:
+def spread(values: list[float]) -> str:
     """``median (min-max)``, or the one value."""
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def chosen_workloads(parser: argparse.ArgumentParser, text: str, known: dict) -> list[str]:
+    """The comma-separated workload names of ``text``; a parser error names any unknown one."""
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; choose from {', '.join(known)}")
+    return names
 
 
 def main() -> None:
@@ -221,10 +230,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: lit-superposition's choice)")
     parser.add_argument("--config", default="hexagon_scan.yaml", help="config whose callbacks lit-superposition runs with")
     args = parser.parse_args()
-    names = [name.strip() for name in args.workloads.split(",")]
-    unknown = [name for name in names if name not in WORKLOADS]
-    if unknown:
-        parser.error(f"unknown workloads {unknown}; choose from {', '.join(WORKLOADS)}")
+    names = chosen_workloads(parser, args.workloads, WORKLOADS)
     device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -261,7 +267,7 @@ def main() -> None:
             limit = [a / b for a, b in zip(lightning, bare)]
             ratios[(mode, name)], limits[(mode, name)] = statistics.median(ratio), statistics.median(limit)
             table.add_row(name if mode == MODES[0] else "", f"{statistics.median(reference):,.0f}" if mode == MODES[0] else "",
-                          mode, f"{statistics.median(bare):,.0f}", f"{statistics.median(lightning):,.0f}", _spread(ratio), _spread(limit))
+                          mode, f"{statistics.median(bare):,.0f}", f"{statistics.median(lightning):,.0f}", spread(ratio), spread(limit))
     console.print(table)
     console.print(
         f"torch {torch.__version__}, pytorch-lightning {pl.__version__}, Python {platform.python_version()},"
