@@ -22,7 +22,7 @@ min-max over the repeats. The last two lines are::
 
 Usage::
 
-    python benchmarks/throughput.py                       # defaults: about 3 minutes on 2 CPU cores
+    python benchmarks/throughput.py                       # defaults: about 3.5 minutes on 2 CPU cores
     python benchmarks/throughput.py --seconds 0.2 --repeats 1 --workloads hexagon   # a smoke test
     python benchmarks/throughput.py --threads 1           # steadier ratios on a busy machine
     python benchmarks/throughput.py --device cuda
