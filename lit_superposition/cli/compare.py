@@ -14,14 +14,13 @@ from rich.table import Table
 from lit_superposition.analysis.comparison import compare_runs, counts_figure
 from lit_superposition.analysis.files import atomic_write_text
 from lit_superposition.analysis.run_files import load_run
+from lit_superposition.cli.messages import command_parser
 
 
 def compare_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="lit-superposition compare",
-        description="Line up runs of the same init seeds: a per-seed geometry table, counts per run, a figure.",
-        exit_on_error=False,
-        allow_abbrev=False,
+    parser = command_parser(
+        "compare",
+        "Line up runs of the same init seeds: a per-seed geometry table, counts per run, a figure.",
     )
     parser.add_argument("run_dirs", type=str, nargs="+", help="Two or more run directories.")
     parser.add_argument("--json", type=str | None, default=None, help="Also write the comparison to this JSON file.")

@@ -10,8 +10,14 @@ import sys
 import warnings
 
 import torch.optim
-
+from jsonargparse import ArgumentParser
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+
+def command_parser(command: str, description: str) -> ArgumentParser:
+    """The parser of an analysis command: bad arguments raise, for the entry point to say in one
+    line, and options are never matched by a prefix (a typo must not pick a neighbour)."""
+    return ArgumentParser(prog=f"lit-superposition {command}", description=description, exit_on_error=False, allow_abbrev=False)
 
 
 def quiet_lightning() -> None:

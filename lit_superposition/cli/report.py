@@ -10,14 +10,13 @@ from rich.console import Console
 
 from lit_superposition.analysis.report_page import write_report
 from lit_superposition.analysis.run_files import load_run
+from lit_superposition.cli.messages import command_parser
 
 
 def report_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="lit-superposition report",
-        description="Draw a run's figures and write RUN_DIR/report/index.html (readable offline).",
-        exit_on_error=False,
-        allow_abbrev=False,
+    parser = command_parser(
+        "report",
+        "Draw a run's figures and write RUN_DIR/report/index.html (readable offline).",
     )
     parser.add_argument("run_dir", type=str, help="A run directory, e.g. runs/hexagon_patch/version_0.")
     parser.add_argument("--out", type=str | None, default=None, help="Where to write the page (default: RUN_DIR/report).")

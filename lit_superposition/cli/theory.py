@@ -14,19 +14,18 @@ from rich.table import Table
 from lit_superposition.analysis import plotting, theory
 from lit_superposition.analysis.files import atomic_write_text
 from lit_superposition.analysis.geometry import polygon_name
+from lit_superposition.cli.messages import command_parser
 from lit_superposition.errors import ConfigError
 
 
 def theory_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="lit-superposition theory",
-        description=(
+    parser = command_parser(
+        "theory",
+        (
             "Expected loss of the symmetric k-gon solutions (k features on a regular polygon in 2 hidden "
             "dimensions, one norm and bias optimized for each k, the rest at their best constant) for "
             "n_features features of equal probability and importance."
         ),
-        exit_on_error=False,
-        allow_abbrev=False,
     )
     parser.add_argument("--n_features", type=int, required=True, help="Features per model.")
     parser.add_argument("--feature_probability", type=float, required=True, help="p: each feature's probability of being active.")
