@@ -189,7 +189,7 @@ class LitToyModel(pl.LightningModule):
             _overrides(callback, Callback, ("on_before_backward", "on_after_backward")) for callback in self.trainer.callbacks
         )
         for config in self.trainer.lr_scheduler_configs:
-            if (config.interval != "step" or config.frequency != 1 or config.reduce_on_plateau):
+            if config.interval != "step" or config.frequency != 1 or config.reduce_on_plateau:
                 raise ConfigError(
                     f"model.steps_per_call={self.steps_per_call} steps schedulers every optimizer step:"
                     f" {type(config.scheduler).__name__} has interval={config.interval!r}, frequency={config.frequency}"
