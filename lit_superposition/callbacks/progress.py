@@ -58,7 +58,9 @@ class StepProgressBar(RichProgressBar):
         # Steps, not calls: a call may hold several optimizer steps (model.steps_per_call).
         if last or step // every != self._drawn_at // every:
             self._drawn_at = step
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            # The bar counts optimizer steps, not calls: as the index of the last step done, so the
+            # bar never steps back to the count of calls (which would garble its rate).
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, step - 1)
             if self.progress is not None and self.train_progress_bar_id is not None:
                 # The bar counts optimizer steps from 0, so a resumed run shows where it stands.
                 self.progress.update(self.train_progress_bar_id, completed=trainer.global_step,
