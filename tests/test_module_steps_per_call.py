@@ -115,6 +115,7 @@ def test_the_non_finite_loss_stop_names_the_exact_step_inside_a_call(tmp_path, s
         (["--model.steps_per_call=0"], "steps_per_call must be a positive integer, got 0"),
         (["--model.steps_per_call=8", "--trainer.accumulate_grad_batches=2"], "needs trainer.accumulate_grad_batches=1"),
         (["--model.steps_per_call=8", "--trainer.gradient_clip_val=1.0"], "cannot clip gradients"),
+        (["--model.steps_per_call=8", "--trainer.precision=bf16-mixed"], "runs in full precision: trainer.precision='bf16-mixed'"),
     ],
 )
 def test_bad_steps_per_call_settings_exit_2_with_one_line(in_tmp, arguments, message):
