@@ -7,8 +7,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ProgressBar
+from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch import Tensor
 from typing_extensions import override
 
@@ -20,9 +21,9 @@ from lit_superposition.models import model_class
 MAX_DEFAULT_LOGGED_INSTANCES = 32
 
 
-def _overrides(hook_owner: object, base: type, hooks: Sequence[str]) -> bool:
-    """Whether ``hook_owner``'s class overrides any of ``base``'s ``hooks``."""
-    return any(getattr(type(hook_owner), hook) is not getattr(base, hook) for hook in hooks)
+def next_multiple(step: int, every: int) -> int:
+    """The first multiple of ``every`` after ``step``: where calls and interval callbacks stop."""
+    return (step // every + 1) * every
 
 
 class LitToyModel(pl.LightningModule):
@@ -176,7 +177,9 @@ class LitToyModel(pl.LightningModule):
             required = getattr(callback, "next_required_step", None)
             if callable(required):
                 self._call_ends.append(required)
-            elif not isinstance(callback, ProgressBar) and _overrides(callback, Callback, ("on_train_batch_start", "on_train_batch_end")):
+            elif not isinstance(callback, ProgressBar) and any(
+                is_overridden(hook, callback) for hook in ("on_train_batch_start", "on_train_batch_end")
+            ):
                 blind.append(type(callback).__name__)
         self._one_step_per_call = bool(blind)
         if blind:
@@ -185,8 +188,8 @@ class LitToyModel(pl.LightningModule):
                 f" training one optimizer step per call (model.steps_per_call={self.steps_per_call} unused)"
             )
         # Backward hooks, where anything defines them, run through manual_backward (slower: every callback is visited).
-        self._backward_hooks = _overrides(self, pl.LightningModule, ("on_before_backward", "on_after_backward")) or any(
-            _overrides(callback, Callback, ("on_before_backward", "on_after_backward")) for callback in self.trainer.callbacks
+        self._backward_hooks = any(
+            is_overridden(hook, owner) for owner in (self, *self.trainer.callbacks) for hook in ("on_before_backward", "on_after_backward")
         )
         for config in self.trainer.lr_scheduler_configs:
             if config.interval != "step" or config.frequency != 1 or config.reduce_on_plateau:
@@ -219,7 +222,7 @@ class LitToyModel(pl.LightningModule):
         """
         if self._one_step_per_call:
             return 1
-        end = (step // self.steps_per_call + 1) * self.steps_per_call
+        end = next_multiple(step, self.steps_per_call)
         if self.trainer.max_steps > 0:
             end = min(end, self.trainer.max_steps)
         for required in self._call_ends:
@@ -235,7 +238,7 @@ class LitToyModel(pl.LightningModule):
         schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
         data, rank = self.trainer.datamodule, self.global_rank
         distributed = self.trainer.world_size > 1
-        params = [p for p in self.parameters() if p.requires_grad]
+        params = [p for p in self.parameters() if p.requires_grad] if distributed else []
         first, total = self.global_step, None
         step_losses = torch.empty(n_steps, self.model.n_instances, self.model.n_features, device=self.device)
         for j in range(n_steps):

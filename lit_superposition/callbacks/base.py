@@ -15,6 +15,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lit_superposition.errors import ConfigError
+from lit_superposition.module import next_multiple
 
 #: Instances that get per-feature curves when none are chosen: one chart per instance and quantity
 #: stays readable, and 1024 instances would otherwise mean tens of thousands of tags.
@@ -65,11 +66,6 @@ def resolve_instances(chosen: list[int] | None, n_instances: int, default: int, 
     if bad:
         raise ConfigError(f"{name} {bad} out of range: instances are 0..{n_instances - 1}")
     return chosen
-
-
-def next_multiple(step: int, every: int) -> int:
-    """The first multiple of ``every`` after ``step``."""
-    return (step // every + 1) * every
 
 
 def instance_labels(trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[str]:

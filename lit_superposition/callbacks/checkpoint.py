@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from typing_extensions import override
 
-from lit_superposition.callbacks.base import next_multiple
+from lit_superposition.module import next_multiple
 
 
 class RunCheckpoint(ModelCheckpoint):

@@ -19,11 +19,11 @@ from lit_superposition.analysis.files import atomic_torch_save
 from lit_superposition.callbacks.base import (
     MeasurementCallback,
     instance_labels,
-    next_multiple,
     resolve_instances,
     validate_interval,
 )
 from lit_superposition.errors import ConfigError
+from lit_superposition.module import next_multiple
 
 SNAPSHOT_FILE = "snapshots.pt"
 MAX_POLYGONS = 64  # cells of the default polygon grid

@@ -52,14 +52,13 @@ class NonFiniteLossStop(Callback):
             raise ConfigError(f"check_every_n_steps must be a positive integer or null, got {check_every_n_steps!r}")
         self.check_every_n_steps = check_every_n_steps
         self._losses: list[Tensor] = []  # per call: (n_steps, n_instances, n_features), detached
-        self._kept = 0  # steps in self._losses
         self._first_step = 0
         self._interval = 1
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._interval = self.check_every_n_steps or trainer.log_every_n_steps
-        self._losses, self._kept = [], 0
+        self._losses = []
 
     def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
         return None  # it keeps the losses of every step of a call (pl_module.step_losses)
@@ -73,8 +72,7 @@ class NonFiniteLossStop(Callback):
             self._first_step = trainer.global_step - len(losses)  # the step of the first loss (before its update)
         # A reference, not a copy: the module makes a new detached tensor every call.
         self._losses.append(losses)
-        self._kept += len(losses)
-        if self._kept >= self._interval:
+        if sum(map(len, self._losses)) >= self._interval:
             self.check(trainer, pl_module)
 
     @override
@@ -97,7 +95,7 @@ class NonFiniteLossStop(Callback):
             # The weights are shared but the data is not: whichever rank sees it first stops them all.
             found = trainer.strategy.reduce_boolean_decision(found, all=False)
         last_step = self._first_step + len(losses) - 1
-        self._losses, self._kept = [], 0
+        self._losses = []
         if not found:
             return
         if bad_loss.any():

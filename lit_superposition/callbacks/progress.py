@@ -62,6 +62,5 @@ class StepProgressBar(RichProgressBar):
             # bar never steps back to the count of calls (which would garble its rate).
             super().on_train_batch_end(trainer, pl_module, outputs, batch, step - 1)
             if self.progress is not None and self.train_progress_bar_id is not None:
-                # The bar counts optimizer steps from 0, so a resumed run shows where it stands.
-                self.progress.update(self.train_progress_bar_id, completed=trainer.global_step,
-                                     total=self.total_train_batches)
+                # Lightning sizes the bar by the resumed epoch's batches: the whole run's steps instead.
+                self.progress.update(self.train_progress_bar_id, total=self.total_train_batches)

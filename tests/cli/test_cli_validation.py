@@ -10,7 +10,7 @@ from pytorch_lightning.callbacks import Callback
 
 from lit_superposition.cli import main
 from lit_superposition.errors import ConfigError
-from tests.conftest import assert_bad_input, run_command
+from tests.conftest import assert_bad_input, run_command, run_in_process
 
 BASE = ["fit", "--config", "pentagon.yaml", "--trainer.max_steps=3", "--trainer.enable_progress_bar=false"]
 
@@ -76,11 +76,10 @@ CASES = [
 
 
 @pytest.mark.parametrize(("extra", "message"), CASES, ids=[" ".join(extra)[:60] for extra, _ in CASES])
-def test_bad_input_in_process(in_tmp, capsys, extra, message):
+def test_bad_input_in_process(in_tmp, extra, message):
     _write_inputs(in_tmp)
-    with pytest.raises(SystemExit) as exit_info:
-        main([*BASE, *extra])
-    assert_bad_input(exit_info.value.code, capsys.readouterr().err, message, in_tmp)
+    result = run_in_process(*BASE, *extra, cwd=in_tmp)
+    assert_bad_input(result.returncode, result.stderr, message, in_tmp)
 
 
 # The real installed command, for a representative few (each costs a Python start-up).
