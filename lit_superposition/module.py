@@ -16,7 +16,8 @@ from typing_extensions import override
 from lit_superposition.data.grid import PhaseGrid
 from lit_superposition.data.specs import SpecLike, resolve_importance
 from lit_superposition.errors import ConfigError
-from lit_superposition.models import model_class
+from lit_superposition.models import ToyModel, model_class
+from lit_superposition.sharding import STRATEGY_NAME, InstanceShards
 
 MAX_DEFAULT_LOGGED_INSTANCES = 32
 
@@ -59,11 +60,16 @@ class LitToyModel(pl.LightningModule):
             resume mean what they mean with ``1``. Each step draws its own batch from the
             datamodule's ``make_batch``.
 
+    With ``trainer.strategy=instance_sharded`` each rank trains only its slice of the instances
+    (:mod:`lit_superposition.sharding`): ``model`` then holds every instance's weights as buffers,
+    gathered from the ranks at the end of every call, and the trained parameters are ``shard``'s.
+
     Attributes:
         per_feature_loss: The latest ``(n_instances, n_features)`` per-feature loss, detached.
         step_losses: ``(n_steps, n_instances, n_features)``: the per-feature loss of every optimizer
             step of the latest call, detached (one row unless ``steps_per_call > 1``); with
             ``per_feature_loss``, the surface that callbacks read.
+        shards: The instances each rank owns in a sharded run, else None.
 
     Example::
 
@@ -112,6 +118,8 @@ class LitToyModel(pl.LightningModule):
         self._call_ends: list[Any] = []  # each callback's next_required_step
         self._one_step_per_call = False
         self._backward_hooks = False
+        self.shards: InstanceShards | None = None
+        self.shard: ToyModel | None = None  # this rank's instances, trained, in a sharded run
 
     @staticmethod
     def _validate_instances(instances: Sequence[int] | None, n_instances: int) -> list[int]:
@@ -126,19 +134,26 @@ class LitToyModel(pl.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    def objective(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def objective(self, x: Tensor, instances: slice | None = None) -> tuple[Tensor, Tensor]:
         """The loss and the per-feature loss of one batch.
 
         Args:
             x: ``(n_instances, batch, n_features)``.
+            instances: The instances ``x`` is for: all (default), or in a sharded run this rank's
+                slice (``shards.local``), which its ``shard`` model trains.
 
         Returns:
             The scalar loss and the ``(n_instances, n_features)`` per-feature loss (importance-weighted,
             averaged over the batch).
         """
+        model, importance = self.model, self.importance
+        if instances is not None:
+            if self.shards is None or instances != self.shards.local:
+                raise ValueError(f"instances={instances} is not this rank's slice of a sharded run")
+            model, importance = self.shard, importance[instances]
         # None: reconstruct x itself (and the ReLU-output model keeps its fused pass).
         target = x.abs() if self.target == "abs" else None  # (n_instances, batch, n_features)
-        per_feature_loss = self.model.per_feature_loss(x, self.importance, target=target)  # (n_instances, n_features)
+        per_feature_loss = model.per_feature_loss(x, importance, target=target)  # (n_instances, n_features)
         return per_feature_loss.mean(dim=1).sum(), per_feature_loss
 
     @property
@@ -148,7 +163,18 @@ class LitToyModel(pl.LightningModule):
         return self.steps_per_call > 1
 
     def check_trainer(self, trainer: pl.Trainer) -> None:
-        """Raise :class:`ConfigError` for a trainer setting that several steps per call cannot honour."""
+        """Raise :class:`ConfigError` for a trainer setting that several steps per call or sharding cannot honour."""
+        if getattr(trainer.strategy, "shards_instances", False):
+            # Before Lightning's launcher starts the processes the strategy may not know their number yet.
+            world_size = max(trainer.world_size, trainer.num_devices * trainer.num_nodes)
+            n_instances = self.model.n_instances
+            if world_size > n_instances:
+                raise ConfigError(
+                    f"trainer.strategy={STRATEGY_NAME} over {world_size} processes needs at least one instance each,"
+                    f" got {n_instances} instances: use at most {n_instances} devices, or more instances"
+                )
+            if self.steps_per_call == 1:
+                raise ConfigError(f"trainer.strategy={STRATEGY_NAME} needs model.steps_per_call >= 2, got 1")
         if self.steps_per_call == 1:
             return
         k = f"model.steps_per_call={self.steps_per_call}"
@@ -161,13 +187,42 @@ class LitToyModel(pl.LightningModule):
 
     @override
     def setup(self, stage: str) -> None:
-        if self.draws_own_batches and stage == "fit":
-            self.check_trainer(self.trainer)
-            if not callable(getattr(self.trainer.datamodule, "make_batch", None)):
-                raise ConfigError(f"model.steps_per_call={self.steps_per_call} needs a datamodule with make_batch(step, rank, device)")
+        if stage != "fit":
+            return
+        self.check_trainer(self.trainer)
+        if self.draws_own_batches and not callable(getattr(self.trainer.datamodule, "make_batch", None)):
+            raise ConfigError(f"model.steps_per_call={self.steps_per_call} needs a datamodule with make_batch(step, rank, device)")
+        if getattr(self.trainer.strategy, "shards_instances", False) and self.shards is None:
+            self._shard_instances(InstanceShards(self.model.n_instances, self.trainer.world_size, self.global_rank))
+
+    def _shard_instances(self, shards: InstanceShards) -> None:
+        """Train only ``shards.local``: a model of those instances holds the parameters (so the
+        optimizer, built after ``setup``, sees only them), and ``model``'s become buffers holding all."""
+        self.shards = shards
+        full = self.model
+        seeds = full.init_seeds[shards.local]
+        # Seeds only make a model of the right shape (-1, "from a file", is not one): its tensors are copied next.
+        self.shard = type(full)(len(seeds), full.n_features, full.d_hidden, [max(seed, 0) for seed in seeds])
+        for name, parameter in list(full.named_parameters()):
+            owner_name, _, attribute = name.rpartition(".")
+            owner = full.get_submodule(owner_name)
+            delattr(owner, attribute)
+            owner.register_buffer(attribute, parameter.detach())
+        self._copy_to_shard()
+
+    @torch.no_grad()
+    def _copy_to_shard(self) -> None:
+        """Set the shard's tensors to its slice of ``model``'s (in place: the optimizer keeps its parameters)."""
+        self.shard.load_state_dict(self._shard_state(self.model.state_dict()))
+
+    def _shard_state(self, full_state: dict[str, Tensor], prefix: str = "") -> dict[str, Tensor]:
+        """The shard's state dict, sliced from ``model``'s (every tensor has the instance axis first)."""
+        return {name: full_state[f"{prefix}{name}"][self.shards.local] for name in self.shard.state_dict()}
 
     @override
     def on_fit_start(self) -> None:
+        if self.shards is not None:
+            self._copy_to_shard()  # after the callbacks' on_fit_start: a patch or a template may have set the weights
         if not self.draws_own_batches:
             return
         # A callback that runs after every call and does not say which steps it needs may count on
@@ -233,20 +288,25 @@ class LitToyModel(pl.LightningModule):
 
     def _run_steps(self, n_steps: int) -> None:
         """``n_steps`` optimizer steps, each on its own batch ``make_batch(global_step)``: the same
-        operations, in the same order, as ``n_steps`` calls with automatic optimization."""
+        operations, in the same order, as ``n_steps`` calls with automatic optimization. A sharded
+        run trains its rank's instances on their rows of the one stream, then gathers all."""
         optimizer = self.optimizers()
         schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
-        data, rank = self.trainer.datamodule, self.global_rank
-        distributed = self.trainer.world_size > 1
-        params = [p for p in self.parameters() if p.requires_grad] if distributed else []
-        first, total = self.global_step, None
-        step_losses = torch.empty(n_steps, self.model.n_instances, self.model.n_features, device=self.device)
+        data = self.trainer.datamodule
+        # A sharded run is one run split over processes: each rank reads its rows of rank 0's stream.
+        # (Only then are instances passed: a datamodule or objective of one's own may not take them.)
+        own_rows = {} if self.shards is None else {"instances": self.shards.local}
+        rank = self.global_rank if self.shards is None else 0
+        model = self.model if self.shards is None else self.shard
+        all_reduce = self.trainer.world_size > 1 and self.shards is None
+        params = [p for p in self.parameters() if p.requires_grad] if all_reduce else []
+        first = self.global_step
+        step_losses = torch.empty(n_steps, model.n_instances, model.n_features, device=self.device)
         for j in range(n_steps):
-            step = first + j
-            x = data.make_batch(step, rank=rank, device=self.device)  # (n_instances, batch, n_features)
+            x = data.make_batch(first + j, rank=rank, device=self.device, **own_rows)  # (n_instances, batch, n_features)
             optimizer.zero_grad()
-            loss, per_feature_loss = self.objective(x)
-            if distributed:
+            loss, per_feature_loss = self.objective(x, **own_rows)
+            if all_reduce:
                 self._all_reduce_gradients(loss, params)
             elif self._backward_hooks:
                 self.manual_backward(loss)
@@ -255,15 +315,47 @@ class LitToyModel(pl.LightningModule):
                 # math on a small model: skipped where none is defined (mixed precision, which needs it, is refused).
                 loss.backward()
             step_losses[j] = per_feature_loss.detach()
-            if (step + 1) % self.trainer.log_every_n_steps == 0:
-                total = self._log_losses(loss.detach(), step_losses[j], step)
             optimizer.step()
             for scheduler in schedulers:
                 scheduler.step()
+        if self.shards is not None:
+            step_losses = self._gather_shards(step_losses)
         self.step_losses = step_losses
         self.per_feature_loss = step_losses[-1]
-        if total is not None:
+        logged = [j for j in range(n_steps) if (first + j + 1) % self.trainer.log_every_n_steps == 0]
+        for j in logged:
+            # The loss as the objective sums it: the same value, bitwise, as the step's own.
+            total = self._log_losses(step_losses[j].mean(dim=1).sum(), step_losses[j], first + j)
+        if logged:
             self._show_loss(total, batch_size=data.batch_size)
+
+    @torch.no_grad()
+    def _gather_shards(self, step_losses: Tensor) -> Tensor:
+        """Refresh ``model`` with every rank's trained instances; return every instance's ``step_losses``.
+
+        Args:
+            step_losses: ``(n_steps, n_local, n_features)``, this rank's.
+
+        Returns:
+            ``(n_steps, n_instances, n_features)``.
+        """
+        names = [name for name, _ in self.shard.named_parameters()]
+        local = [parameter.detach() for parameter in self.shard.parameters()] + [step_losses.transpose(0, 1)]
+        *weights, losses = self.shards.gather(local, self.trainer.strategy.all_gather)
+        for name, value in zip(names, weights):
+            self.model.get_buffer(name).copy_(value)
+        return losses.transpose(0, 1)
+
+    def gradients(self) -> dict[str, Tensor]:
+        """Every trained tensor's gradient, by name, all instances: ``model``'s, or in a sharded run
+        gathered from the ranks (then a collective: call it on every rank). Empty where there is none."""
+        if self.shards is None:
+            return {name: p.grad for name, p in self.model.named_parameters() if p.grad is not None}
+        named = [(name, p.grad) for name, p in self.shard.named_parameters()]
+        if any(grad is None for _, grad in named):
+            return {}
+        gathered = self.shards.gather([grad for _, grad in named], self.trainer.strategy.all_gather)
+        return {name: value for (name, _), value in zip(named, gathered)}
 
     def _all_reduce_gradients(self, loss: Tensor, params: list[Tensor]) -> None:
         """Set every gradient to its mean over the ranks, as DDP's default hook computes it.
@@ -301,9 +393,40 @@ class LitToyModel(pl.LightningModule):
         state = checkpoint["state_dict"]
         for name, value in self.model.initial_state().items():
             state.setdefault(f"model.initial_{name}", value)
+        if self.shards is None:
+            return
+        # Checkpoints hold all instances, as one process's would: this rank takes its slice.
+        state.update({f"shard.{name}": value for name, value in self._shard_state(state, prefix="model.").items()})
+        full_shapes = [self.model.get_buffer(name).shape for name, _ in self.shard.named_parameters()]
+        for optimizer_state in checkpoint.get("optimizer_states", []):
+            for index, moments in optimizer_state["state"].items():
+                optimizer_state["state"][index] = {
+                    key: value[self.shards.local].clone() if isinstance(value, Tensor) and value.shape == full_shapes[index] else value
+                    for key, value in moments.items()
+                }
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.shards is None:
+            return
+        # Written as one process would write it (model holds every instance after each call): it
+        # resumes in one process or over any number of ranks.
+        for key in [key for key in checkpoint["state_dict"] if key.startswith("shard.")]:
+            del checkpoint["state_dict"][key]
+        shapes = [p.shape for p in self.shard.parameters()]
+        for optimizer_state in checkpoint.get("optimizer_states", []):
+            for index, moments in sorted(optimizer_state["state"].items()):
+                keys = sorted(key for key, value in moments.items() if isinstance(value, Tensor) and value.shape == shapes[index])
+                gathered = self.shards.gather([moments[key] for key in keys], self.trainer.strategy.all_gather)
+                # A new dict: the packed state holds the optimizer's own, which must keep this rank's slice.
+                optimizer_state["state"][index] = {**moments, **dict(zip(keys, gathered))}
 
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # The Anthropic notebook's optimizer; LightningCLI's --optimizer/--lr_scheduler replace it. The
-        # fused implementation updates each parameter in one kernel instead of about ten small ones.
-        return torch.optim.AdamW(self.parameters(), lr=1e-3, fused=self.device.type in ("cpu", "cuda"))
+        # The Anthropic notebook's optimizer; LightningCLI's --optimizer/--lr_scheduler replace it. On a
+        # GPU the fused implementation updates each parameter in one kernel instead of about ten small
+        # ones. On a CPU its vectorized body and its scalar tail round differently, so an instance's
+        # update would depend on where its tensor ends, i.e. on how many instances share it: a sharded
+        # run, or a seed rerun alone, would then not reproduce the instance bitwise. PyTorch's default
+        # implementation does not have that problem (and costs a few percent on the hexagon workload).
+        return torch.optim.AdamW(self.parameters(), lr=1e-3, fused=self.device.type == "cuda" or None)

@@ -65,11 +65,11 @@ class FeatureGradNorms(MeasurementCallback):
     @override
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer) -> None:
         step = trainer.global_step + 1  # the step this update completes
-        if step % self.interval or not trainer.is_global_zero:
+        if step % self.interval:
             return
-        model = pl_module.model
-        if model.W.grad is None or model.b.grad is None:
+        grads = pl_module.gradients()  # every rank: in a sharded run it gathers the ranks' slices
+        if not trainer.is_global_zero or "W" not in grads or "b" not in grads:
             return
-        W_norm, b_norm = feature_grad_norms(model.W.grad[self.chosen_index], model.b.grad[self.chosen_index])  # (k, n_features) each
+        W_norm, b_norm = feature_grad_norms(grads["W"][self.chosen_index], grads["b"][self.chosen_index])  # (k, n_features) each
         values = torch.cat([W_norm.flatten(), b_norm.flatten()]).detach().cpu().tolist()  # syncs the device
         self.log_scalars(trainer, dict(zip(self._tags, values)), step)

@@ -24,6 +24,11 @@ Target = Literal["identity", "abs"]
 
 _MASK64 = (1 << 64) - 1
 
+#: Instances per draw in independent mode: block ``k`` (instances ``64k`` to ``64k + 63``) has its own
+#: generator seed, so a rank that trains a slice of the instances (instance sharding) draws only the
+#: blocks it needs, and a run of up to 64 instances draws exactly as before blocks existed.
+DRAW_BLOCK = 64
+
 
 def _splitmix64(x: int) -> int:
     x = (x + 0x9E3779B97F4A7C15) & _MASK64
@@ -39,6 +44,11 @@ def step_seed(data_seed: int, rank: int, step: int) -> int:
     data per DDP rank without ever storing or copying data.
     """
     return _splitmix64(_splitmix64(_splitmix64(data_seed) ^ rank) ^ step) >> 1  # manual_seed takes < 2**63
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of independent-mode draw block ``block`` of the batch whose :func:`step_seed` is ``seed``."""
+    return seed if block == 0 else _splitmix64(seed ^ _splitmix64(block)) >> 1
 
 
 class StepKeys(IterableDataset):
@@ -140,33 +150,47 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         self.feature_sets = FeatureSets(
             self.feature_probability, correlated_sets or [], anticorrelated_sets or []
         )
-        self._on_device: dict[torch.device, tuple[Any, ...]] = {}
+        self._on_device: dict[tuple[torch.device, int, int], tuple[Any, ...]] = {}
 
-    def _device_state(self, device: torch.device) -> tuple[Any, ...]:
-        """``(start, scale, exact, sets, generator)`` on ``device``, made once per device: the plain
-        stream is ``addcmul(start, u, scale)``, ``(1, -1/p)`` for uniform values and ``(A, -B)`` of
-        :func:`~lit_superposition.data.sets.signed_map` for signed ones."""
-        state = self._on_device.get(device)
+    def _device_state(self, device: torch.device, instances: slice | None = None) -> tuple[Any, ...]:
+        """``(start, scale, exact, sets, generator)`` on ``device`` for ``instances`` (default: all), made
+        once per device and slice: the plain stream is ``addcmul(start, u, scale)``, ``(1, -1/p)`` for
+        uniform values and ``(A, -B)`` of :func:`~lit_superposition.data.sets.signed_map` for signed ones."""
+        rows = slice(0, self.n_instances) if instances is None else instances
+        key = (device, rows.start, rows.stop)
+        state = self._on_device.get(key)
         if state is None:
-            canonical = torch.empty(0, device=device).device  # "cuda" and "cuda:0" share one state
+            canonical = (torch.empty(0, device=device).device, rows.start, rows.stop)  # "cuda" and "cuda:0" share one state
             state = self._on_device.get(canonical)
             if state is None:
-                state = self._make_device_state(canonical)
-            self._on_device[device] = self._on_device[canonical] = state
+                state = self._make_device_state(canonical[0], rows)
+            self._on_device[key] = self._on_device[canonical] = state
         return state
 
-    def _make_device_state(self, device: torch.device) -> tuple[Any, ...]:
+    def _make_device_state(self, device: torch.device, rows: slice) -> tuple[Any, ...]:
         signed = self.values == "signed"
-        p = self.feature_probability.to(device).unsqueeze(2)  # (n_instances, n_features, 1)
-        sets = self.feature_sets.to(device, signed=signed) if self.feature_sets else None
+        p = self.feature_probability[rows]  # (n_rows, n_features); every constant is per instance and feature
+        sets = None
+        if self.feature_sets:
+            sets = self.feature_sets if rows == slice(0, self.n_instances) else FeatureSets(
+                p, self.feature_sets.correlated_sets, self.feature_sets.anticorrelated_sets
+            )
+            sets = sets.to(device, signed=signed)
+        p = p.to(device).unsqueeze(2)  # (n_rows, n_features, 1)
         start, scale, exact = torch.ones((), device=device), -p.reciprocal(), True
         if signed and sets is None:
-            start, slope, exact = signed_map(torch.zeros_like(p), p, device)  # (n_instances, n_features, 1)
+            start, slope, exact = signed_map(torch.zeros_like(p), p, device)  # (n_rows, n_features, 1)
             scale = slope.neg()
         return start, scale, exact, sets, torch.Generator(device=device)
 
-    def make_batch(self, step: int, rank: int = 0, device: torch.device | str = "cpu") -> Tensor:
-        """Draw batch ``step`` of rank ``rank`` on ``device``.
+    def make_batch(
+        self, step: int, rank: int = 0, device: torch.device | str = "cpu", instances: slice | None = None
+    ) -> Tensor:
+        """Draw batch ``step`` of rank ``rank`` on ``device``, for all instances or the slice ``instances``.
+
+        A slice's batch is bitwise the same rows of the whole batch: shared mode draws the one shared
+        uniform, independent mode only the draw blocks (:data:`DRAW_BLOCK` instances each) the slice
+        overlaps. Instance sharding relies on this.
 
         One uniform draw per feature gives both the mask and the value, which halves the random
         numbers the reference loop draws, and an active feature is never exactly 0, so activity is
@@ -183,32 +207,50 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         probability of a few 2^-24 per feature and sample).
 
         Returns:
-            ``(n_instances, batch_size, n_features)`` features, laid out in memory with the batch axis
-            contiguous (``x.transpose(1, 2)`` is contiguous): the layout in which the model's products
+            ``(n_instances, batch_size, n_features)`` features (``n_instances`` of the slice), laid out
+            in memory with the batch axis contiguous (``x.transpose(1, 2)`` is contiguous): the layout in which the model's products
             are fastest.
         """
-        start, *_, generator = self._device_state(torch.device(device))
-        generator.manual_seed(step_seed(self.data_seed, rank, step))
-        n_draws = 1 if self.instance_data == "shared" else self.n_instances
-        u = torch.rand(n_draws, self.batch_size, self.n_features, device=start.device, generator=generator)
-        return self.values_of(u)
+        device = torch.device(device)
+        start, *_, generator = self._device_state(device, instances)
+        seed = step_seed(self.data_seed, rank, step)
+        if self.instance_data == "shared":
+            generator.manual_seed(seed)
+            u = torch.rand(1, self.batch_size, self.n_features, device=start.device, generator=generator)
+            return self.values_of(u, instances)
+        rows = slice(0, self.n_instances) if instances is None else instances
+        # Each block of DRAW_BLOCK instances has its own seed: a slice draws only the blocks it overlaps.
+        first, end = rows.start // DRAW_BLOCK, -(-rows.stop // DRAW_BLOCK)
+        blocks = []
+        for block in range(first, end):  # one block for up to 64 instances: not a loop over instances
+            generator.manual_seed(block_seed(seed, block))
+            size = min(DRAW_BLOCK, self.n_instances - block * DRAW_BLOCK)
+            blocks.append(torch.rand(size, self.batch_size, self.n_features, device=start.device, generator=generator))
+        u = blocks[0] if len(blocks) == 1 else torch.cat(blocks)  # (instances of the blocks, batch, n_features)
+        offset = first * DRAW_BLOCK
+        if rows.start != offset or rows.stop != offset + len(u):
+            u = u[rows.start - offset:rows.stop - offset]
+        return self.values_of(u, instances)
 
-    def values_of(self, u: Tensor) -> Tensor:
+    def values_of(self, u: Tensor, instances: slice | None = None) -> Tensor:
         """The batch :meth:`make_batch` returns for the uniforms ``u``, on ``u``'s device.
 
         Args:
-            u: ``(n_draws, batch, n_features)`` uniforms on [0, 1); ``n_draws`` is 1 (shared) or ``n_instances``.
+            u: ``(n_draws, batch, n_features)`` uniforms on [0, 1); ``n_draws`` is 1 (shared) or the
+                number of instances (independent).
+            instances: The slice of the instances ``u`` is for (default: all).
 
         Returns:
-            ``(n_instances, batch, n_features)`` features, batch axis contiguous in memory.
+            ``(n_instances, batch, n_features)`` features (``n_instances`` of the slice), batch axis contiguous in memory.
         """
-        start, scale, exact, sets, _ = self._device_state(u.device)
+        start, scale, exact, sets, _ = self._device_state(u.device, instances)
+        n_rows = self.n_instances if instances is None else instances.stop - instances.start
         if sets is not None:
-            x = sets.sample(u, signed=self.values == "signed")  # (n_instances, batch, n_features)
+            x = sets.sample(u, signed=self.values == "signed")  # (n_rows, batch, n_features)
             return x.transpose(1, 2).contiguous().transpose(1, 2)
-        xT = torch.empty(self.n_instances, self.n_features, u.shape[1], device=u.device)
+        xT = torch.empty(n_rows, self.n_features, u.shape[1], device=u.device)
         # One pass writes the feature-major layout: 1 - u / p, or A - u·B; the second works in place.
-        torch.addcmul(start, u.transpose(1, 2), scale, out=xT)  # (n_instances, n_features, batch)
+        torch.addcmul(start, u.transpose(1, 2), scale, out=xT)  # (n_rows, n_features, batch)
         if self.values == "uniform":
             return xT.clamp_min_(0).transpose(1, 2)
         if not exact:  # never seen: signed_map could not rule out an exact 0
