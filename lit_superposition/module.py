@@ -196,8 +196,8 @@ class LitToyModel(pl.LightningModule):
             self._shard_instances(InstanceShards(self.model.n_instances, self.trainer.world_size, self.global_rank))
 
     def _shard_instances(self, shards: InstanceShards) -> None:
-        """Train only ``shards.local``: a model of those instances holds the parameters (so the
-        optimizer, built after ``setup``, sees only them), and ``model``'s become buffers holding all."""
+        """Train only ``shards.local``: a model of those instances holds the parameters (the optimizer's,
+        whenever it was made), and ``model``'s become buffers holding all instances."""
         self.shards = shards
         full = self.model
         seeds = full.init_seeds[shards.local]
@@ -205,9 +205,12 @@ class LitToyModel(pl.LightningModule):
         self.shard = type(full)(len(seeds), full.n_features, full.d_hidden, [max(seed, 0) for seed in seeds])
         for name, parameter in list(full.named_parameters()):
             owner_name, _, attribute = name.rpartition(".")
-            owner = full.get_submodule(owner_name)
-            delattr(owner, attribute)
-            owner.register_buffer(attribute, parameter.detach())
+            delattr(full.get_submodule(owner_name), attribute)
+            full.get_submodule(owner_name).register_buffer(attribute, parameter.detach().clone())
+            # The same Parameter object, now holding this rank's slice, moves to the shard: an optimizer
+            # made before setup (LightningCLI makes --optimizer's then) trains the shard.
+            parameter.data = parameter.data[shards.local].clone()
+            setattr(self.shard.get_submodule(owner_name), attribute, parameter)
         self._copy_to_shard()
 
     @torch.no_grad()

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from jsonargparse import ArgumentError
 from rich.console import Console
 
@@ -60,6 +61,10 @@ def main(args: Sequence[str] | None = None) -> None:
 def _finish(cli: LitSuperpositionCLI) -> None:
     """Say where the run is, and make its report page (the command's own ending, not a callback's)."""
     log_dir = cli.trainer.log_dir  # a collective under DDP: every rank asks
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # The ranks' last collective: close the group together, before rank 0 goes on alone (a gloo
+        # group torn down at exit after its peer had gone aborted the process now and then).
+        torch.distributed.destroy_process_group()
     if log_dir is None or not cli.trainer.is_global_zero:
         return
     run = Path(log_dir)

@@ -91,3 +91,21 @@ def test_batch_is_feature_major_and_thresholds_one_uniform_per_feature(instance_
     p = torch.tensor(P).unsqueeze(1)  # (n_instances, 1, n_features)
     assert torch.equal(x > 0, (u < p).expand_as(x))
     torch.testing.assert_close(x, torch.where(u < p, 1 - u / p, torch.zeros(())))
+
+
+@pytest.mark.parametrize("instance_data", ["shared", "independent"])
+@pytest.mark.parametrize("kind", ["plain", "signed", "sets"])
+def test_a_slice_of_the_instances_draws_bitwise_their_rows_of_the_whole_batch(instance_data, kind):
+    # 150 instances: three draw blocks of 64 in independent mode, and slices that cut through them.
+    settings = {"plain": {}, "signed": {"values": "signed"}, "sets": {"correlated_sets": [[0, 1]], "anticorrelated_sets": [[2, 3]]}}
+    probability = torch.linspace(0.02, 0.3, 150).unsqueeze(1).expand(150, 4).tolist()
+    data = SparseFeatureDataModule(150, 4, probability, batch_size=33, instance_data=instance_data, **settings[kind])
+    whole = data.make_batch(step=5)  # (150, 33, 4)
+    for rows in (slice(0, 50), slice(50, 100), slice(60, 130), slice(149, 150), slice(0, 150)):
+        assert torch.equal(data.make_batch(step=5, instances=rows), whole[rows]), rows
+
+
+def test_independent_draw_blocks_are_distinct_streams():
+    data = SparseFeatureDataModule(128, 4, 1.0, batch_size=16, instance_data="independent")
+    x = data.make_batch(step=0)  # p = 1: every value is its uniform's image
+    assert not torch.equal(x[0], x[64]) and not torch.equal(x[1], x[65])
