@@ -38,6 +38,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import einops
@@ -141,8 +142,9 @@ def _optimize_until(clock: Clock, loss_of, optimizer: torch.optim.Optimizer) -> 
     raise AssertionError("unreachable")
 
 
-def _build(workload: Workload, mode: str, batch_size: int, device: torch.device, config: str, runs: str,
-           steps_per_call: int | None = None):
+def build_run(workload: Workload, mode: str, batch_size: int, device: torch.device, config: str, runs: str,
+              steps_per_call: int | None = None, extra: Sequence[str] = ()):
+    """The CLI of ``workload`` on ``config``, not yet fitted; ``extra`` arguments come last (and win)."""
     p = workload.feature_probability
     k = [] if steps_per_call is None else [f"--model.steps_per_call={steps_per_call}"]
     probability = (
@@ -160,6 +162,7 @@ def _build(workload: Workload, mode: str, batch_size: int, device: torch.device,
             f"--trainer.accelerator={device.type}", "--trainer.devices=1", *k,
             # It runs once, after the timed window (theory for every instance): only the benchmark's own time.
             "--instruments.geometry_report=null",
+            *extra,
         ],
         run=False,
     )
@@ -168,7 +171,7 @@ def _build(workload: Workload, mode: str, batch_size: int, device: torch.device,
 def bare_loop(workload: Workload, mode: str, clock: Clock, batch_size: int, device: torch.device, config: str) -> float:
     """lit-superposition's own data draw, loss and optimizer in a plain loop; returns timed steps per second."""
     with tempfile.TemporaryDirectory() as runs, contextlib.redirect_stdout(io.StringIO()):
-        cli = _build(workload, mode, batch_size, device, config, runs)
+        cli = build_run(workload, mode, batch_size, device, config, runs)
     module, data = cli.model.to(device), cli.datamodule
     optimizer = module.configure_optimizers()
     optimizer = optimizer[0] if isinstance(optimizer, (list, tuple)) else optimizer
@@ -196,7 +199,7 @@ def lightning_run(
 ) -> float:
     """``Trainer.fit`` as the CLI builds it from ``config``; returns timed steps per second."""
     with tempfile.TemporaryDirectory() as runs, contextlib.redirect_stdout(io.StringIO()):
-        cli = _build(workload, mode, batch_size, device, config, runs, steps_per_call)
+        cli = build_run(workload, mode, batch_size, device, config, runs, steps_per_call)
         cli.trainer.callbacks.append(StopOnClock(clock))
         cli.trainer.fit(cli.model, cli.datamodule)
     return clock.rate

@@ -49,7 +49,10 @@ class FeatureLosses(MeasurementCallback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         model = pl_module.model
-        self.mean = ElementwiseMean((model.n_instances, model.n_features)).to(pl_module.device)
+        # Under DDP each rank's losses are its own data's, and the mean is over all ranks. In a sharded
+        # run every rank holds every instance's losses: summing the ranks would count each step once per rank.
+        sharded = getattr(trainer.strategy, "shards_instances", False)
+        self.mean = ElementwiseMean((model.n_instances, model.n_features), sync_on_compute=not sharded).to(pl_module.device)
         self._stack = torch.empty(STACKED_STEPS, model.n_instances, model.n_features, device=pl_module.device)
         self._stacked = 0
         if self._pending is not None:

@@ -33,7 +33,9 @@ class GracefulStop(Callback):
     signal. A single process checks a Python flag after every step, which costs nothing.
 
     Args:
-        sync_every_n_steps: Steps between the ranks' agreements in multi-process runs.
+        sync_every_n_steps: Steps between the ranks' agreements in multi-process runs. Each one
+            holds every rank until the slowest arrives, which on a busy machine costs about a
+            millisecond (measured on 2 CPU cores, gloo): 50 steps keep that near 1% of a small run.
 
     Attributes:
         received: The signal that stopped the run (``signal.SIGINT`` or ``signal.SIGTERM``), or ``None``.
@@ -44,7 +46,7 @@ class GracefulStop(Callback):
         trainer = pl.Trainer(max_steps=100_000, callbacks=[GracefulStop(), RunCheckpoint(save_last=True)])
     """
 
-    def __init__(self, sync_every_n_steps: int = 10) -> None:
+    def __init__(self, sync_every_n_steps: int = 50) -> None:
         if not isinstance(sync_every_n_steps, int) or sync_every_n_steps < 1:
             raise ConfigError(f"sync_every_n_steps must be a positive integer, got {sync_every_n_steps!r}")
         self.sync_every_n_steps = sync_every_n_steps
