@@ -173,7 +173,7 @@ def main() -> None:
             ratios[(mode, name)] = statistics.median(ratio)
             table.add_row(f"{name} (N={n})" if mode == modes[0] else "", mode, *(f"{statistics.median(t):.3f}" for t in (one, sharded, two)),
                           spread(ratio), spread([b / c for b, c in zip(sharded, two)]))
-    console = Console()
+    console = Console(width=max(Console().width, 130))  # the min-max columns, untruncated
     console.print(table)
     console.print(f"torch {torch.__version__}, pytorch-lightning {pl.__version__}, Python {platform.python_version()}, {platform.machine()}")
     parts = ["scaling"]

@@ -66,3 +66,11 @@ def test_stream_cost_benchmark_prints_the_ratios_line_last(tmp_path):
     assert match, last
     assert all(float(ratio) > 0 for ratio in match.groups())
     assert "signed/uniform" in result.stdout and "torch" in result.stdout  # the table and the versions
+
+
+def test_scaling_benchmark_prints_the_scaling_line_last(tmp_path):
+    result = _benchmark("scaling", "--repeats", "1", "--workloads", "hexagon", "--modes", "shared", "--steps", "20",
+                        "--warmup", "4", "--batch_size", "64", cwd=tmp_path)
+    (last,) = _last_lines(result, 1)
+    assert re.fullmatch(rf"scaling shared hexagon={NUMBER}", last), last
+    assert "sharded: N on 2" in result.stdout and "two: 2 × N/2" in result.stdout
