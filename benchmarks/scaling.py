@@ -21,7 +21,7 @@ The table also shows sharded over *two*: what the sharding itself costs, beyond 
 
 Usage::
 
-    python benchmarks/scaling.py                              # defaults: about 10 minutes on 2 CPU cores
+    python benchmarks/scaling.py                              # defaults: about 12 minutes on 2 CPU cores
     python benchmarks/scaling.py --repeats 1 --workloads hexagon --steps 200 --warmup 20   # a smoke test
     python benchmarks/scaling.py --device cuda                # one GPU per process
 """
@@ -47,7 +47,7 @@ from pytorch_lightning.callbacks import Callback
 from rich.console import Console
 from rich.table import Table
 
-from throughput import MODES, WORKLOADS, build_run, chosen_workloads, spread
+from throughput import MODES, WORKLOADS, build_run, chosen_workloads, spread, synchronize
 
 #: Optimizer steps timed per run (after the warm-up), by workload: a few seconds each on a 2-core CPU.
 DEFAULT_STEPS = {"hexagon": 8000, "geometry": 300, "sweep": 240}
@@ -66,7 +66,7 @@ class StepTimer(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step < self.warmup:
             return
-        _synchronize(pl_module.device)
+        synchronize(pl_module.device)
         now = time.perf_counter()
         if self.start is None:
             self.start, self.first = now, trainer.global_step
@@ -75,11 +75,6 @@ class StepTimer(Callback):
     @property
     def step_ms(self) -> float:
         return 1000 * (self.end - self.start) / (self.last - self.first)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -149,9 +144,7 @@ def main() -> None:
         worker(args)
         return
     names = chosen_workloads(parser, args.workloads, WORKLOADS)
-    modes = [mode.strip() for mode in args.modes.split(",")]
-    if not set(modes) <= set(MODES):
-        parser.error(f"unknown modes {sorted(set(modes) - set(MODES))}; choose from {', '.join(MODES)}")
+    modes = chosen_workloads(parser, args.modes, MODES, what="modes")
     kinds = ("one", "sharded", "two")
     times: dict[tuple[str, str, str], list[float]] = {}
     for repeat in range(args.repeats):

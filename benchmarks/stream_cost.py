@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lit_superposition.data import SparseFeatureDataModule
-from throughput import chosen_workloads, spread
+from throughput import chosen_workloads, spread, synchronize
 
 MODES = ("shared", "independent")
 VALUES = ("uniform", "signed")
@@ -62,20 +62,15 @@ WORKLOADS = {
 }
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_stream(data: SparseFeatureDataModule, steps: int, device: torch.device, warmup: int = 2) -> float:
     """Seconds per ``make_batch`` over ``steps`` consecutive steps, after ``warmup`` untimed ones."""
     for step in range(warmup):
         data.make_batch(step, device=device)
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for step in range(steps):
         data.make_batch(warmup + step, device=device)
-    _synchronize(device)
+    synchronize(device)
     return (time.perf_counter() - start) / steps
 
 
@@ -86,7 +81,7 @@ def step_cost(data: SparseFeatureDataModule, device: torch.device, seconds: floa
     while steps < 2 or time.perf_counter() - start < seconds:
         data.make_batch(steps, device=device)
         steps += 1
-    _synchronize(device)
+    synchronize(device)
     return (time.perf_counter() - start) / steps
 
 

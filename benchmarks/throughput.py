@@ -68,7 +68,7 @@ WORKLOADS = {
 }
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -90,13 +90,13 @@ class Clock:
             now = time.perf_counter()
             self.first = now if self.first is None else self.first
             if step + 1 >= self.warmup and now - self.first >= self.warmup_seconds:
-                _synchronize(self.device)
+                synchronize(self.device)
                 self.start = time.perf_counter()
             return False
         self.steps += n_steps
         self.ticks += 1
         if self.ticks % 8 == 0:  # look at the clock now and then: a sync costs on a GPU
-            _synchronize(self.device)
+            synchronize(self.device)
             self.elapsed = time.perf_counter() - self.start
             return self.elapsed >= self.seconds
         return False
@@ -212,12 +212,12 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def chosen_workloads(parser: argparse.ArgumentParser, text: str, known: dict) -> list[str]:
-    """The comma-separated workload names of ``text``; a parser error names any unknown one."""
+def chosen_workloads(parser: argparse.ArgumentParser, text: str, known, what: str = "workloads") -> list[str]:
+    """The comma-separated names of ``text``; a parser error names any not in ``known``."""
     names = [name.strip() for name in text.split(",")]
     unknown = [name for name in names if name not in known]
     if unknown:
-        parser.error(f"unknown workloads {unknown}; choose from {', '.join(known)}")
+        parser.error(f"unknown {what} {unknown}; choose from {', '.join(known)}")
     return names
 
 

@@ -17,7 +17,7 @@ from lit_superposition.data.grid import PhaseGrid
 from lit_superposition.data.specs import SpecLike, resolve_importance
 from lit_superposition.errors import ConfigError
 from lit_superposition.models import ToyModel, model_class
-from lit_superposition.sharding import STRATEGY_NAME, InstanceShards
+from lit_superposition.sharding import STRATEGY_NAME, InstanceShards, shards_instances
 
 MAX_DEFAULT_LOGGED_INSTANCES = 32
 
@@ -164,7 +164,7 @@ class LitToyModel(pl.LightningModule):
 
     def check_trainer(self, trainer: pl.Trainer) -> None:
         """Raise :class:`ConfigError` for a trainer setting that several steps per call or sharding cannot honour."""
-        if getattr(trainer.strategy, "shards_instances", False):
+        if shards_instances(trainer):
             # Before Lightning's launcher starts the processes the strategy may not know their number yet.
             world_size = max(trainer.world_size, trainer.num_devices * trainer.num_nodes)
             n_instances = self.model.n_instances
@@ -192,7 +192,7 @@ class LitToyModel(pl.LightningModule):
         self.check_trainer(self.trainer)
         if self.draws_own_batches and not callable(getattr(self.trainer.datamodule, "make_batch", None)):
             raise ConfigError(f"model.steps_per_call={self.steps_per_call} needs a datamodule with make_batch(step, rank, device)")
-        if getattr(self.trainer.strategy, "shards_instances", False) and self.shards is None:
+        if shards_instances(self.trainer) and self.shards is None:
             self._shard_instances(InstanceShards(self.model.n_instances, self.trainer.world_size, self.global_rank))
 
     def _shard_instances(self, shards: InstanceShards) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import pytorch_lightning as pl
 import torch
 from pytorch_lightning.strategies import DDPStrategy, StrategyRegistry
 from torch import Tensor
@@ -77,12 +78,15 @@ class InstanceShardedStrategy(DDPStrategy):
         trainer = pl.Trainer(strategy="instance_sharded", devices=4, accelerator="gpu")
     """
 
-    #: LitToyModel reads this to shard its instances.
-    shards_instances = True
-
     @override
     def configure_ddp(self) -> None:
         pass  # each rank trains its own instances: nothing to wrap, broadcast or average
+
+
+def shards_instances(trainer: pl.Trainer) -> bool:
+    """Whether the trainer's strategy splits the instances over its ranks (every rank then holds every
+    instance's gathered weights and losses: nothing needs the ranks' agreement)."""
+    return isinstance(trainer.strategy, InstanceShardedStrategy)
 
 
 if STRATEGY_NAME not in StrategyRegistry:

@@ -12,6 +12,7 @@ from typing_extensions import override
 
 from lit_superposition.callbacks.base import MeasurementCallback
 from lit_superposition.callbacks.metrics import ElementwiseMean
+from lit_superposition.sharding import shards_instances
 
 #: Steps whose losses are stacked on the device before one aggregator update: a torchmetrics update
 #: costs tens of microseconds of Python, a copy into the stack a few.
@@ -51,8 +52,8 @@ class FeatureLosses(MeasurementCallback):
         model = pl_module.model
         # Under DDP each rank's losses are its own data's, and the mean is over all ranks. In a sharded
         # run every rank holds every instance's losses: summing the ranks would count each step once per rank.
-        sharded = getattr(trainer.strategy, "shards_instances", False)
-        self.mean = ElementwiseMean((model.n_instances, model.n_features), sync_on_compute=not sharded).to(pl_module.device)
+        sync = not shards_instances(trainer)
+        self.mean = ElementwiseMean((model.n_instances, model.n_features), sync_on_compute=sync).to(pl_module.device)
         self._stack = torch.empty(STACKED_STEPS, model.n_instances, model.n_features, device=pl_module.device)
         self._stacked = 0
         if self._pending is not None:

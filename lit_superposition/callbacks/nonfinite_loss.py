@@ -12,6 +12,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lit_superposition.errors import ConfigError, NonFiniteLossError
+from lit_superposition.sharding import shards_instances
 
 MAX_LISTED_INSTANCES = 10
 
@@ -91,7 +92,7 @@ class NonFiniteLossStop(Callback):
         bad_loss = ~losses.isfinite().all(dim=2)  # (steps, n_instances)
         bad_weights = ~(model.W.isfinite().all(dim=2).all(dim=1) & model.b.isfinite().all(dim=1))  # (n_instances,)
         found = bool(bad_loss.any() | bad_weights.any())  # syncs the device
-        if trainer.world_size > 1 and getattr(pl_module, "shards", None) is None:
+        if trainer.world_size > 1 and not shards_instances(trainer):
             # The weights are shared but the data is not: whichever rank sees it first stops them all.
             # (Every rank of a sharded run holds every instance's losses and weights: they agree already.)
             found = trainer.strategy.reduce_boolean_decision(found, all=False)
