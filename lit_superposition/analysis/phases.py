@@ -26,6 +26,8 @@ import torch
 from torch import Tensor
 
 from lit_superposition.analysis import theory
+from lit_superposition.analysis.theory import checks, solver
+from lit_superposition.errors import ConfigError
 
 PHASES = ("not_represented", "dedicated", "superposition")
 NORM_THRESHOLD = 0.5
@@ -65,11 +67,8 @@ def classify_phases(
     Returns:
         One of :data:`PHASES` per instance.
     """
-    if W.dim() != 3:
-        raise ValueError(f"W must be (n_instances, d_hidden, n_features), got shape {tuple(W.shape)}")
-    if not 0 <= feature < W.shape[2]:
-        raise ValueError(f"feature {feature} out of range: features are 0..{W.shape[2] - 1}")
-    W = W.detach().double()
+    W = checks.check_instanced(W).detach()
+    checks.check_feature(feature, W.shape[2])
     norm = W[:, :, feature].norm(dim=1)  # (n_instances,)
     interference = feature_interference(W, feature)  # (n_instances,)
     return [
@@ -87,7 +86,7 @@ def candidate_directions(n_features: int, d_hidden: int) -> Tensor:
     features also the regular polygon of all features.
     """
     if not (1 <= d_hidden <= MAX_THEORY_HIDDEN and 1 <= n_features <= MAX_THEORY_FEATURES):
-        raise ValueError(
+        raise ConfigError(
             f"theory's phase candidates cover d_hidden <= {MAX_THEORY_HIDDEN} and n_features <= {MAX_THEORY_FEATURES},"
             f" got d_hidden={d_hidden}, n_features={n_features}"
         )
@@ -131,7 +130,8 @@ def theoretical_phases(
     """Theory's phase of ``feature`` at each point: the phase of the cheapest optimized candidate.
 
     Each candidate's norms (one per present feature) and biases (every feature) are minimized on the
-    exact expected loss by damped Newton steps, all points and candidates at once.
+    exact expected loss by damped Newton steps (:func:`~lit_superposition.analysis.theory.solver.minimize`,
+    the solver the k-gons use), all points and candidates at once.
 
     Args:
         feature_probability: ``(n_points, n_features)``.
@@ -145,10 +145,14 @@ def theoretical_phases(
         The phases (one per point), the cheapest candidate's loss ``(n_points,)`` and its weights
         ``(n_points, d_hidden, n_features)``.
     """
-    if variant not in ("relu_output", "linear_output"):
-        raise ValueError(f"theory's phases need an exact loss: variant 'relu_output' or 'linear_output', got {variant!r}")
-    p, imp = feature_probability.double(), importance.double()  # (n_points, n_features) each
+    checks.check_variant(variant, theory.INTEGRATED_VARIANTS, "theory's phases need an integrated (exact) loss")
+    p = checks.as_float64(feature_probability)  # (n_points, n_features)
+    if p.ndim != 2:
+        raise ConfigError(f"feature_probability must be (n_points, n_features); got shape {tuple(p.shape)}")
+    p = checks.check_probability(p)
     n_points, n_features = p.shape
+    imp = checks.check_importance(checks.per_instance_and_feature(importance, "importance", n_points, n_features))
+    checks.check_feature(feature, n_features)
     U = candidate_directions(n_features, d_hidden)  # (n_candidates, d_hidden, n_features)
     n_candidates = U.shape[0]
     present = U.abs().sum(dim=1) > 0  # (n_candidates, n_features)
@@ -168,52 +172,13 @@ def theoretical_phases(
     # and bias 0; absent ones at their best constant output, E[x_f] = p_f / 2.
     start_norms = present_all * (1 - 0.05 * torch.arange(n_features, dtype=torch.float64))
     theta = torch.cat([start_norms, torch.where(present_all, 0.0, p_all / 2)], dim=1)  # (n_problems, 2·n_features)
-    theta = _newton(losses, theta, max_iterations)
+    theta = solver.minimize(losses, theta, max_iterations)
     with torch.no_grad():
         loss = losses(theta).view(n_points, n_candidates)
     W = weights(theta)[0]
     best = loss.argmin(dim=1)  # (n_points,)
     W_best = W.view(n_points, n_candidates, d_hidden, n_features)[torch.arange(n_points), best]
     return classify_phases(W_best, feature), loss[torch.arange(n_points), best], W_best
-
-
-def _newton(losses, theta: Tensor, max_iterations: int, tolerance: float = 1e-12) -> Tensor:
-    """Minimize many independent small problems at once by Levenberg-Marquardt-damped Newton steps.
-
-    Args:
-        losses: Maps ``(n_problems, k)`` parameters to ``(n_problems,)`` losses, problem ``i`` reading row ``i`` only.
-        theta: ``(n_problems, k)`` starting parameters.
-        max_iterations: Newton steps at most.
-        tolerance: A problem is done when a step improves its loss by less than this, relative.
-
-    Returns:
-        ``(n_problems, k)`` parameters.
-    """
-    n_problems, k = theta.shape
-    damping = torch.full((n_problems,), 1e-3, dtype=theta.dtype)  # (n_problems,), relative to the Hessian's scale
-    active = torch.ones(n_problems, dtype=torch.bool)
-    identity = torch.eye(k, dtype=theta.dtype)
-    for _ in range(max_iterations):
-        if not active.any():
-            break
-        x = theta.detach().requires_grad_(True)
-        loss = losses(x)  # (n_problems,)
-        (grad,) = torch.autograd.grad(loss.sum(), x, create_graph=True)  # (n_problems, k)
-        # Problems are independent, so the Hessian is block diagonal: one (k, k) block per problem.
-        hessian = torch.stack([torch.autograd.grad(grad[:, j].sum(), x, retain_graph=True)[0] for j in range(k)], dim=1)
-        loss, grad, hessian = loss.detach(), grad.detach(), hessian.detach()  # (n_problems,), (.., k), (.., k, k)
-        scale = hessian.diagonal(dim1=1, dim2=2).abs().amax(dim=1).clamp_min(1e-12)  # (n_problems,)
-        system = hessian + (damping * scale)[:, None, None] * identity
-        step = -torch.linalg.solve(system, grad.unsqueeze(2)).squeeze(2)  # (n_problems, k)
-        step = torch.where(torch.isfinite(step), step, 0.0)
-        with torch.no_grad():
-            trial = losses(theta + step)
-        better = active & (trial < loss)
-        theta = torch.where(better.unsqueeze(1), theta + step, theta)
-        damping = torch.where(better, damping / 3, damping * 4)
-        small = (loss - trial).abs() <= tolerance * loss.abs().clamp_min(1e-300)
-        active = active & ~(small | (damping > 1e12))
-    return theta.detach()
 
 
 def best_of_repeats(values: Sequence[float], repeats: int) -> list[int]:
