@@ -180,7 +180,7 @@ def bare_loop(workload: Workload, mode: str, clock: Clock, batch_size: int, devi
 
 
 class StopOnClock(Callback):
-    """Times Lightning's steps with a :class:`Clock` and stops the fit when it says so."""
+    """Times Lightning's steps with a :class:`Clock` and stops the fit when it says so (a scheduled callback: once per call)."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
@@ -189,7 +189,7 @@ class StopOnClock(Callback):
         return None  # it counts every step of a call, so the call may hold many
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.clock.tick(trainer.global_step - 1, n_steps=len(pl_module.step_losses)):
+        if self.clock.tick(trainer.global_step - 1, n_steps=len(outputs["step_losses"])):
             trainer.should_stop = True
 
 

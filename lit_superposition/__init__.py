@@ -1,16 +1,28 @@
-"""lit-superposition: PyTorch Lightning framework for toy models of superposition."""
+"""lit-superposition: PyTorch Lightning framework for toy models of superposition.
 
-import os
+The names below are imported when first used, so that ``lit-superposition --help`` and the analysis
+commands start without importing torch and Lightning.
+"""
 
-# Toy-model kernels are tiny: OpenMP threads that spin between them (the default, ACTIVE) take a
-# core each, and two or three runs on a 2-core machine then collapse (a 1500-step hexagon run took
-# 94 s beside one other busy process, 13 s with PASSIVE). Set before torch loads its OpenMP
-# runtime; OMP_WAIT_POLICY=ACTIVE in the environment restores spinning.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from __future__ import annotations
 
-from lit_superposition.data import SparseFeatureDataModule  # noqa: E402
-from lit_superposition.models import HiddenReLUModel, LinearOutputModel, ReLUOutputModel, ToyModel  # noqa: E402
-from lit_superposition.module import LitToyModel  # noqa: E402
+import importlib
+from typing import Any
 
-__all__ = ["HiddenReLUModel", "LinearOutputModel", "LitToyModel", "ReLUOutputModel", "SparseFeatureDataModule", "ToyModel"]
-__version__ = "0.2.0"
+__version__ = "0.3.0"
+
+_EXPORTS = {
+    "LitToyModel": "lit_superposition.module",
+    "SparseFeatureDataModule": "lit_superposition.data",
+    "ToyModel": "lit_superposition.models",
+    "ReLUOutputModel": "lit_superposition.models",
+    "LinearOutputModel": "lit_superposition.models",
+    "HiddenReLUModel": "lit_superposition.models",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -111,7 +111,7 @@ def test_repeats_from_the_command_line_link_to_the_model(in_tmp):
 @pytest.mark.parametrize("optimizer", ["SGD", "RMSprop", "Adam", "AdamW"])
 def test_optimizer_study_selects_each_optimizer_from_the_command_line(in_tmp, optimizer):
     cli = build_cli([
-        "fit", "--config", "hexagon_scan.yaml", "--optimizer", optimizer, "--optimizer.lr=0.001",
+        "fit", "--config", "hexagon_scan.yaml", "--model.optimizer", optimizer, "--model.optimizer.lr=0.001",
         "--trainer.max_steps=3", "--trainer.enable_progress_bar=false",
     ])
     assert type(cli.trainer.optimizers[0]).__name__ == optimizer and cli.trainer.global_step == 3

@@ -36,10 +36,23 @@ def test_same_seeds_give_bitwise_identical_weights_and_others_differ():
     assert not torch.equal(first.model.W, _fit(init_seeds=100).model.W)
 
 
-def test_per_feature_loss_is_exposed_after_a_step():
-    module = _fit(steps=2)
-    assert module.per_feature_loss.shape == (4, 5)
-    assert not module.per_feature_loss.requires_grad
+class _Outputs(pl.Callback):
+    """Keeps what on_train_batch_end gets: per step for a plain callback."""
+
+    def __init__(self):
+        self.outputs = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.outputs.append(outputs)
+
+
+def test_each_step_delivers_its_loss_and_per_feature_loss_through_outputs():
+    recorder = _Outputs()
+    _fit(steps=3, callbacks=[recorder])
+    assert len(recorder.outputs) == 3
+    for outputs in recorder.outputs:
+        assert outputs["per_feature_loss"].shape == (4, 5) and not outputs["per_feature_loss"].requires_grad
+        assert outputs["loss"] == outputs["per_feature_loss"].mean(dim=1).sum()
 
 
 def test_instances_are_validated():
@@ -51,7 +64,7 @@ def test_repeats_resolve_importance_per_setting_and_keep_init_seeds_distinct():
     from lit_superposition.data.specs import SingleFeatureSweep
 
     module = LitToyModel(6, 3, importance=SingleFeatureSweep(feature=1, base=1.0, factors=[2.0, 0.5]), repeats=3)
-    assert module.repeats == 3 and module.hparams.repeats == 3
+    assert module.repeats == 3
     torch.testing.assert_close(module.importance[:, 1], torch.tensor([2.0, 2.0, 2.0, 0.5, 0.5, 0.5]))
     assert module.model.init_seeds == [0, 1, 2, 3, 4, 5]
     with pytest.raises(ConfigError, match=r"n_instances \(6\) must be a multiple of repeats \(4\)"):

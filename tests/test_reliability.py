@@ -46,7 +46,7 @@ def test_resume_from_a_checkpoint_is_bitwise_exact(in_tmp):
     args = [
         "fit", "--config", "pentagon.yaml", *QUIET, "--trainer.max_steps=250", "--trainer.log_every_n_steps=10",
         "--checkpoint.every_n_train_steps=70", "--checkpoint.save_top_k=-1",
-        "--lr_scheduler", "WarmupDecay", "--lr_scheduler.decay=cosine", "--lr_scheduler.warmup_steps=20",
+        "--model.lr_scheduler", "WarmupDecay", "--model.lr_scheduler.decay=cosine", "--model.lr_scheduler.warmup_steps=20",
     ]
     build_cli(args)
     run = in_tmp / "runs" / "pentagon" / "version_0"
@@ -99,7 +99,7 @@ def test_same_config_and_seeds_give_bitwise_identical_runs(tmp_path, monkeypatch
 
 def test_lr_1e6_stops_with_one_line_naming_step_and_instances(tmp_path):
     result = run_command(
-        "fit", "--config", "pentagon.yaml", "--optimizer=AdamW", "--optimizer.lr=1e6", "--trainer.max_steps=300",
+        "fit", "--config", "pentagon.yaml", "--model.optimizer=AdamW", "--model.optimizer.lr=1e6", "--trainer.max_steps=300",
         "--checkpoint.every_n_train_steps=1", cwd=tmp_path,
     )
     assert result.returncode == 1, result.stderr[-2000:]
@@ -187,7 +187,7 @@ def test_ddp_on_two_cpu_processes_syncs_gradients_over_distinct_data(tmp_path, v
     steps, lr = 20, 0.5
     result = run_command(
         "fit", "--config", "pentagon.yaml", f"--model.variant={variant}", "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
-        f"--trainer.max_steps={steps}", "--data.batch_size=64", "--optimizer=SGD", f"--optimizer.lr={lr}",
+        f"--trainer.max_steps={steps}", "--data.batch_size=64", "--model.optimizer=SGD", f"--model.optimizer.lr={lr}",
         "--trainer.log_every_n_steps=5", f"--model.steps_per_call={steps_per_call}", cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -13,6 +13,8 @@ from lit_superposition.errors import ConfigError
 
 #: Config keys that differ between runs without changing what was trained.
 IGNORED = ("trainer.logger", "ckpt_path", "trainer.enable_progress_bar", "trainer.enable_model_summary", "progress_bar")
+#: What a config without these keys trains with (LitToyModel's defaults), so a label names it.
+DEFAULTS = {"model.optimizer.class_path": "torch.optim.AdamW", "model.optimizer.init_args.lr": 0.001}
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -32,9 +34,18 @@ def _short(key: str, value: Any) -> str:
     return f"{key}={value}"
 
 
+def _with_defaults(flat: dict[str, Any]) -> dict[str, Any]:
+    """``flat`` with the module's defaults where it names none (``model.optimizer: null`` is AdamW)."""
+    if flat.get("model.optimizer", "absent") is None:
+        del flat["model.optimizer"]
+    if not any(key.startswith("model.optimizer.") for key in flat):
+        flat.update(DEFAULTS)
+    return flat
+
+
 def run_labels(runs: list[Run]) -> list[str]:
     """Each run labelled by the settings in which its ``config.yaml`` differs from the others' (e.g. ``optimizer=Adam``)."""
-    flat = [flatten(run.config) for run in runs]
+    flat = [_with_defaults(flatten(run.config)) for run in runs]
     keys = sorted({key for f in flat for key in f if not key.startswith(IGNORED)})
     differing = [key for key in keys if len({repr(f.get(key)) for f in flat}) > 1]
     # A class that differs explains its own init_args: show the class, then only the arguments of equal classes.
@@ -46,8 +57,12 @@ def run_labels(runs: list[Run]) -> list[str]:
     return labels
 
 
-def compare_runs(runs: list[Run]) -> dict[str, Any]:
+def compare_runs(runs: list[Run], labels: list[str] | None = None) -> dict[str, Any]:
     """Line up runs of the same init seeds and shapes: per-seed geometry and per-run counts.
+
+    Args:
+        runs: The runs.
+        labels: Their labels (default: :func:`run_labels`; a sweep gives its own).
 
     Raises:
         ConfigError: one line, when the runs differ in their seeds or shapes.
@@ -67,7 +82,7 @@ def compare_runs(runs: list[Run]) -> dict[str, Any]:
             raise ConfigError(
                 f"runs differ in their init seeds: {runs[0].directory} and {run.directory}; compare lines up the same seeds"
             )
-    labels = run_labels(runs)
+    labels = labels or run_labels(runs)
     seeds = [row["init_seed"] for row in first["instances"]]
     table = [
         {"instance": i, "init_seed": seed, **{label: _geometry(run.report["instances"][i]) for label, run in zip(labels, runs)}}

@@ -73,9 +73,10 @@ def _checkpoint_state(content: dict[str, Any], path: str, step: int, model_cls: 
     """The model's tensors of a Lightning checkpoint at its own step, or at step 0 (its recorded initial state)."""
     state = content["state_dict"]
     names = [key.removeprefix("model.") for key in state if key.startswith("model.") and not key.startswith("model.initial_")]
-    hparams = content.get("hyper_parameters", {})
     n_instances = state["model.W"].shape[0]
-    seeds = resolve_init_seeds(hparams["init_seeds"], n_instances) if "init_seeds" in hparams else None
+    seeds = content.get("init_seeds")  # every instance's, as the run recorded them
+    if seeds is None and "init_seeds" in content.get("hyper_parameters", {}):  # a checkpoint of release 0.2 or earlier
+        seeds = resolve_init_seeds(content["hyper_parameters"]["init_seeds"], n_instances)
     saved_step = content.get("global_step", 0)
     if step == saved_step:
         return {name: state[f"model.{name}"] for name in names}, seeds

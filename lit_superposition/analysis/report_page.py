@@ -194,7 +194,7 @@ PAGE = """<!DOCTYPE html>
 <style>
 body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5em 0; }} td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; }}
-img {{ max-width: 100%; border: 1px solid #eee; }} .note {{ color: #666; font-size: 90%; }} figure {{ margin: 1.5em 0; }}
+img {{ max-width: 100%; border: 1px solid #eee; }} .stopped {{ color: #a40; }} .note {{ color: #666; font-size: 90%; }} figure {{ margin: 1.5em 0; }}
 </style></head><body>
 <h1>{title}</h1>
 {summary}
@@ -205,16 +205,26 @@ img {{ max-width: 100%; border: 1px solid #eee; }} .note {{ color: #666; font-si
 """
 
 
-def write_report(run: Run, out: Path) -> Path:
-    """Draw the figures into ``out`` and write ``out/index.html``; returns its path."""
+def write_report(run: Run, out: Path, stopped_at: int | None = None) -> Path:
+    """Draw the figures into ``out`` and write ``out/index.html``; returns its path.
+
+    Args:
+        run: The run's files.
+        out: The page's folder; figures of an earlier page that this one does not draw are removed.
+        stopped_at: The step a run stopped at before its end (Ctrl-C, SIGTERM): the page says so.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.png"):
+        stale.unlink()
     figures = build_figures(run, out)
     body = "\n".join(
         f"<figure><h3>{html.escape(f.heading)}</h3><img src='{html.escape(f.file)}' alt='{html.escape(f.heading)}'>"
         f"<figcaption class='note'>{html.escape(f.caption)}</figcaption></figure>"
         for f in figures
     )
-    page = PAGE.format(title=html.escape(f"{run.name}: {run.directory.name}"), summary=summary(run), figures=body,
+    stopped = (f"<p class='stopped'><b>Stopped at step {stopped_at}</b> before its end (Ctrl-C or SIGTERM): resume it with "
+               f"--ckpt_path {html.escape(str(run.directory / 'checkpoints' / 'last.ckpt'))}</p>" if stopped_at is not None else "")
+    page = PAGE.format(title=html.escape(f"{run.name}: {run.directory.name}"), summary=stopped + summary(run), figures=body,
                        directory=html.escape(str(run.directory)))
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")

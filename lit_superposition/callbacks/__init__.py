@@ -13,6 +13,7 @@ from lit_superposition.callbacks.nonfinite_loss import NonFiniteLossStop
 from lit_superposition.callbacks.phase_diagram import PhaseDiagram
 from lit_superposition.callbacks.progress import StepProgressBar
 from lit_superposition.callbacks.template_start import Template, TemplateStart
+from lit_superposition.callbacks.thread_policy import ThreadPolicy
 from lit_superposition.callbacks.weight_patching import WeightPatching
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "StepProgressBar",
     "Template",
     "TemplateStart",
+    "ThreadPolicy",
     "WeightPatching",
 ]

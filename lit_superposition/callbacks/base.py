@@ -1,4 +1,4 @@
-"""What the measurement callbacks share: interval, chosen instances, logger access, custom-scalars layout."""
+"""What the measurement callbacks share: a schedule, chosen instances, logger access, custom-scalars layout."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from torch import Tensor
 from typing_extensions import override
 
 from lit_superposition.errors import ConfigError
-from lit_superposition.module import next_multiple
+from lit_superposition.protocols import InstanceRoles
+from lit_superposition.steps import AnyOf, AtSteps, EveryNSteps
 
 #: Instances that get per-feature curves when none are chosen: one chart per instance and quantity
 #: stays readable, and 1024 instances would otherwise mean tens of thousands of tags.
@@ -72,9 +73,8 @@ def instance_labels(trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[
     """What each instance is, for titles: its role in a patch run (``base``, ``patched``, ``donor``,
     from any callback with ``instance_roles()``), else the swept ``p``, else nothing."""
     for callback in trainer.callbacks:
-        roles = getattr(callback, "instance_roles", None)
-        if callable(roles):
-            return list(roles())
+        if isinstance(callback, InstanceRoles):
+            return list(callback.instance_roles())
     p = getattr(trainer.datamodule, "feature_probability", None) if trainer.datamodule is not None else None
     if isinstance(p, Tensor) and p.shape[0] > 1 and bool((p != p[:1]).any()):
         return [f"p={row[0]:.3g}" if len(set(row)) == 1 else f"p={row[0]:.3g}…" for row in p.tolist()]
@@ -99,14 +99,17 @@ def instance_category(trainer: pl.Trainer, pl_module: pl.LightningModule, i: int
 def default_instances(trainer: pl.Trainer, n_instances: int) -> list[int]:
     """The instances worth curves when none are chosen: every member of each patch triple, else the first 8."""
     for callback in trainer.callbacks:
-        roles = getattr(callback, "instance_roles", None)
-        if callable(roles):
-            return list(range(min(n_instances, len(roles()))))
+        if isinstance(callback, InstanceRoles):
+            return list(range(min(n_instances, len(callback.instance_roles()))))
     return list(range(min(n_instances, DEFAULT_PLOTTED_INSTANCES)))
 
 
 class MeasurementCallback(pl.Callback):
-    """Base of the measurement callbacks: resolves the interval and instances, finds the logger.
+    """Base of the measurement callbacks: a schedule, the chosen instances, the logger.
+
+    One schedule object (:attr:`schedule`) answers both "which step must end the call" (this is a
+    :class:`~lit_superposition.protocols.StepScheduled` callback) and "is this step due": a subclass
+    writes only :meth:`measure`, called at the end of every due step.
 
     Args:
         every_n_steps: Steps between measurements (default: ``trainer.log_every_n_steps``).
@@ -118,23 +121,37 @@ class MeasurementCallback(pl.Callback):
         validate_interval(every_n_steps)
         self.every_n_steps = every_n_steps
         self.instances = validate_instances(instances)
-        self.interval = every_n_steps or 1
+        self.schedule: EveryNSteps | AtSteps | AnyOf = EveryNSteps(every_n_steps or 1)
         self.chosen: list[int] = []
         self.chosen_index: Tensor | None = None  # the chosen instances, on the training device
         self._warned = False
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.interval = self.every_n_steps or trainer.log_every_n_steps
+        self.schedule = self.make_schedule(trainer)
         n_instances = pl_module.model.n_instances
         self.chosen = default_instances(trainer, n_instances) if self.instances is None else resolve_instances(self.instances, n_instances, 0)
         # The strategy's device, not pl_module.device: the module is moved there only after setup.
         self.chosen_index = torch.tensor(self.chosen, device=trainer.strategy.root_device)
 
+    def make_schedule(self, trainer: pl.Trainer) -> EveryNSteps | AtSteps | AnyOf:
+        """The steps to measure at: every ``every_n_steps`` (default ``trainer.log_every_n_steps``)."""
+        return EveryNSteps(self.every_n_steps or trainer.log_every_n_steps)
+
     def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
-        """The first step after ``step`` at whose end this callback measures: a module that runs several
-        optimizer steps per call (``steps_per_call``) ends its call there."""
-        return next_multiple(step, self.interval)
+        """The next due step: the call ends there (see :class:`~lit_superposition.protocols.StepScheduled`)."""
+        return self.schedule.next_after(step)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.schedule.is_due(trainer.global_step):  # off schedule: no work, no device sync
+            self.measure(trainer, pl_module, trainer.global_step)
+
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
+        """Measure at ``step`` (the weights are those after it)."""
+        raise NotImplementedError
 
     def writer(self, trainer: pl.Trainer) -> Any | None:
         """The TensorBoard writer on rank zero; None elsewhere, and a warning (once) when there is none."""

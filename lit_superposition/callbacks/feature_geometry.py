@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
 import pytorch_lightning as pl
 import torch
 from typing_extensions import override
@@ -80,12 +78,6 @@ class FeatureGeometry(MeasurementCallback):
             self.measure(trainer, pl_module, 0)
 
     @override
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if trainer.global_step % self.interval == 0:
-            self.measure(trainer, pl_module, trainer.global_step)
-
     @torch.no_grad()
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
         if not trainer.is_global_zero:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -63,11 +64,15 @@ class FeatureGradNorms(MeasurementCallback):
         return None  # read inside the optimizer step, which every step of a call passes through
 
     @override
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        pass  # measured in on_before_optimizer_step
+
+    @override
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer) -> None:
         step = trainer.global_step + 1  # the step this update completes
-        if step % self.interval:
+        if not self.schedule.is_due(step):
             return
-        grads = pl_module.gradients()  # every rank: in a sharded run it gathers the ranks' slices
+        grads = pl_module.model.gradients()  # every rank: in a sharded run it gathers the ranks' slices
         if not trainer.is_global_zero or "W" not in grads or "b" not in grads:
             return
         W_norm, b_norm = feature_grad_norms(grads["W"][self.chosen_index], grads["b"][self.chosen_index])  # (k, n_features) each

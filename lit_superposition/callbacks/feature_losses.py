@@ -12,7 +12,7 @@ from typing_extensions import override
 
 from lit_superposition.callbacks.base import MeasurementCallback
 from lit_superposition.callbacks.metrics import ElementwiseMean
-from lit_superposition.sharding import shards_instances
+from lit_superposition.protocols import CallOutputs, InstanceSplit
 
 #: Steps whose losses are stacked on the device before one aggregator update: a torchmetrics update
 #: costs tens of microseconds of Python, a copy into the stack a few.
@@ -22,8 +22,8 @@ STACKED_STEPS = 64
 class FeatureLosses(MeasurementCallback):
     """Logs each chosen instance's per-feature loss, averaged over every step of the interval.
 
-    Every step's per-feature loss (``pl_module.step_losses``, ``(n_instances, n_features)`` per step, importance-weighted)
-    goes into an :class:`~lit_superposition.callbacks.metrics.ElementwiseMean` on the training device (no sync;
+    Every step's per-feature loss (``outputs["step_losses"]`` of each call, ``(n_instances, n_features)`` per
+    step, importance-weighted) goes into an :class:`~lit_superposition.callbacks.metrics.ElementwiseMean` on the training device (no sync;
     up to 64 steps are stacked and added in one update, so every step counts exactly once); at the
     end of each interval the mean is logged as ``feature_loss/instance_NNN/feature_FF`` and reset. The
     latest interval mean of all instances stays available as ``interval_mean``.
@@ -52,7 +52,7 @@ class FeatureLosses(MeasurementCallback):
         model = pl_module.model
         # Under DDP each rank's losses are its own data's, and the mean is over all ranks. In a sharded
         # run every rank holds every instance's losses: summing the ranks would count each step once per rank.
-        sync = not shards_instances(trainer)
+        sync = not isinstance(trainer.strategy, InstanceSplit)
         self.mean = ElementwiseMean((model.n_instances, model.n_features), sync_on_compute=sync).to(pl_module.device)
         self._stack = torch.empty(STACKED_STEPS, model.n_instances, model.n_features, device=pl_module.device)
         self._stacked = 0
@@ -68,11 +68,9 @@ class FeatureLosses(MeasurementCallback):
 
     @override
     def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: CallOutputs, batch: Any, batch_idx: int
     ) -> None:
-        losses = pl_module.step_losses  # (n_steps, n_instances, n_features): every step of the call
-        if losses is None:
-            return
+        losses = outputs["step_losses"]  # (n_steps, n_instances, n_features): every step of the call
         if self._stacked + len(losses) > STACKED_STEPS:
             self._flush()
         if len(losses) > STACKED_STEPS:
@@ -80,9 +78,9 @@ class FeatureLosses(MeasurementCallback):
         else:
             self._stack[self._stacked : self._stacked + len(losses)].copy_(losses)
             self._stacked += len(losses)
-        step = trainer.global_step
-        if step % self.interval:
-            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
         self._flush()
         self.interval_mean = self.mean.compute().detach().cpu()  # syncs the device (and the ranks, under DDP)
         self.mean.reset()

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_warn
 from rich.console import Console
 from rich.table import Table
 from torch import Tensor
@@ -17,8 +16,10 @@ from typing_extensions import override
 
 from lit_superposition.analysis import geometry, neurons
 from lit_superposition.analysis.learned_vs_theory import compare_with_kgons
+from lit_superposition.analysis.theory_scope import kgons_apply
 from lit_superposition.analysis.files import atomic_write_text
 from lit_superposition.errors import ConfigError
+from lit_superposition.protocols import CallOutputs, ReportExtension
 
 REPORT_FILE = "report.json"
 #: Step keys of the evaluation batches: far beyond any training step, so never a training batch.
@@ -26,14 +27,8 @@ EVAL_STEP_BASE = 10**9
 
 
 def _theory_applies(trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
-    """The theory's setting: the 2-D ReLU-output model reconstructing magnitudes uniform on (0, 1]."""
-    model = pl_module.model
-    return (
-        model.d_hidden == 2
-        and type(model).__name__ == "ReLUOutputModel"
-        and getattr(trainer.datamodule, "values", "uniform") == "uniform"
-        and getattr(pl_module, "target", "identity") == "identity"
-    )
+    """The k-gon theory's setting: the 2-D ReLU-output model reconstructing magnitudes uniform on (0, 1]."""
+    return kgons_apply(pl_module.model, trainer.datamodule.values, pl_module.target)
 
 
 def _probability_text(p: list[float]) -> str:
@@ -71,14 +66,15 @@ class GeometryReport(pl.Callback):
     fresh batches drawn with step keys ``10**9 + k``, which training never reaches: the same batches
     for every instance and every run with the same ``data_seed``, and no noise from the last steps.
 
-    Other callbacks can add to the report: before the file is written, every callback in
-    ``trainer.callbacks`` with a method ``extend_report(report, trainer, pl_module)`` is called (rank
+    Other callbacks can add to the report: before the file is written, every
+    :class:`~lit_superposition.protocols.ReportExtension` in ``trainer.callbacks`` is called (rank
     zero); it may add keys to ``report`` and may return a ``rich.table.Table`` to print after this one.
 
     Args:
         threshold: Norm above which a feature counts as represented.
         angle_tolerance: Degrees within which features share a direction.
         n_eval_batches: Fresh batches the loss is averaged over (0: the last training step's loss).
+            The datamodule draws them (:class:`~lit_superposition.protocols.StepData`).
         max_rows: Rows of the printed table (the file always has every instance).
         print_table: Print the table at all.
 
@@ -106,22 +102,19 @@ class GeometryReport(pl.Callback):
         self.threshold, self.angle_tolerance = threshold, angle_tolerance
         self.n_eval_batches, self.max_rows, self.print_table = n_eval_batches, max_rows, print_table
         self.report: dict[str, Any] | None = None
+        self._last_losses: Tensor | None = None
 
     @torch.no_grad()
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Tensor:
         """The per-feature loss of every instance, ``(n_instances, n_features)``, on the CPU."""
         data = trainer.datamodule
-        if self.n_eval_batches and data is not None and hasattr(data, "make_batch"):
+        if self.n_eval_batches:
             total = 0
             for k in range(self.n_eval_batches):
                 x = data.make_batch(EVAL_STEP_BASE + k, device=pl_module.device)  # (n_instances, batch, n_features)
                 total = total + pl_module.objective(x)[1]
             return (total / self.n_eval_batches).cpu()
-        if pl_module.per_feature_loss is None:
-            raise RuntimeError("GeometryReport: no datamodule with make_batch and no training step to report a loss for")
-        if self.n_eval_batches:
-            rank_zero_warn("GeometryReport: the datamodule has no make_batch; reporting the last step's loss")
-        return pl_module.per_feature_loss.detach().cpu()
+        return self._last_losses.cpu()
 
     def build(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         """The report as a JSON-ready dict."""
@@ -195,7 +188,7 @@ class GeometryReport(pl.Callback):
             "n_instances": model.n_instances,
             "n_features": model.n_features,
             "d_hidden": model.d_hidden,
-            "variant": type(model).__name__,
+            "variant": model.variant_class.__name__,
             "threshold": self.threshold,
             "repeats": repeats,
             "loss_definition": (
@@ -261,6 +254,15 @@ class GeometryReport(pl.Callback):
             table.add_row(*cells)
         return table
 
+    def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
+        return None  # it only keeps a reference to each call's last losses
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: CallOutputs, batch: Any, batch_idx: int
+    ) -> None:
+        self._last_losses = outputs["per_feature_loss"]  # (n_instances, n_features): for n_eval_batches=0
+
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # trainer.log_dir is a collective under DDP: read it here, on every rank, not in rank 0's write.
@@ -273,9 +275,8 @@ class GeometryReport(pl.Callback):
         report = self.build(trainer, pl_module)
         extra_tables = []
         for callback in trainer.callbacks:
-            extend = getattr(callback, "extend_report", None)
-            if callback is not self and callable(extend):
-                table = extend(report, trainer, pl_module)
+            if callback is not self and isinstance(callback, ReportExtension):
+                table = callback.extend_report(report, trainer, pl_module)
                 if table is not None:
                     extra_tables.append(table)
         self.report = report

@@ -23,7 +23,7 @@ from lit_superposition.callbacks.base import (
     validate_interval,
 )
 from lit_superposition.errors import ConfigError
-from lit_superposition.module import next_multiple
+from lit_superposition.steps import AnyOf, AtSteps, EveryNSteps
 
 SNAPSHOT_FILE = "snapshots.pt"
 MAX_POLYGONS = 64  # cells of the default polygon grid
@@ -87,12 +87,12 @@ class GeometrySnapshots(MeasurementCallback):
         validate_interval(figure_every_n_steps)
         self.spacing, self.n_snapshots, self.threshold = spacing, n_snapshots, threshold
         self.figure_every_n_steps = figure_every_n_steps
-        self.schedule: list[int] = []
+        self.captures = AtSteps([])
+        self.figures: EveryNSteps | None = None
         self.steps: list[int] = []
         # Every trained tensor of the model by name, one CPU copy per snapshot: W is
         # (n_instances, d_hidden, n_features) and b (n_instances, n_features) for every variant.
         self.tensors: dict[str, list[Tensor]] = {}
-        self._next = 0  # the next scheduled step
         self._path: Path | None = None
 
     @override
@@ -101,39 +101,33 @@ class GeometrySnapshots(MeasurementCallback):
         n_instances = pl_module.model.n_instances
         default = MAX_POLYGONS if pl_module.model.d_hidden == 2 else MAX_HEATMAPS
         self.chosen = resolve_instances(self.instances, n_instances, default)
+
+    @override
+    def make_schedule(self, trainer: pl.Trainer) -> AtSteps | AnyOf:
+        """The snapshot steps (from the run's length) and the figure steps."""
         spacing, last = self.spacing, trainer.max_steps
         if last is None or last < 0:
             if spacing == "log":
                 rank_zero_warn("GeometrySnapshots: log spacing needs trainer.max_steps; snapshotting linearly instead")
             spacing, last = "linear", 2**62
-        self.schedule = snapshot_schedule(last, spacing, self.n_snapshots, self.interval)
+        every = self.every_n_steps or trainer.log_every_n_steps
+        self.captures = AtSteps(snapshot_schedule(last, spacing, self.n_snapshots, every))
+        self.figures = EveryNSteps(self.figure_every_n_steps) if self.figure_every_n_steps else None
+        return self.captures if self.figures is None else AnyOf(self.captures, self.figures)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._path = Path(trainer.log_dir or trainer.default_root_dir) / SNAPSHOT_FILE
-        step = trainer.global_step
-        self._next = next((s for s in self.schedule if s > step), None)
-        if step == 0 and 0 not in self.steps:  # a resumed run keeps the step 0 it restored
+        if trainer.global_step == 0 and 0 not in self.steps:  # a resumed run keeps the step 0 it restored
             self.capture(trainer, pl_module)
         self.draw(trainer, pl_module)
 
     @override
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        step = trainer.global_step
-        if self._next is not None and step >= self._next:
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int) -> None:
+        if self.captures.is_due(step):
             self.capture(trainer, pl_module)
-            self._next = next((s for s in self.schedule if s > step), None)
-        if self.figure_every_n_steps and step % self.figure_every_n_steps == 0 and step != trainer.max_steps:
+        if self.figures is not None and self.figures.is_due(step) and step != trainer.max_steps:
             self.draw(trainer, pl_module)
-
-    @override
-    def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
-        wanted = [s for s in (self._next,) if s is not None]
-        if self.figure_every_n_steps:
-            wanted.append(next_multiple(step, self.figure_every_n_steps))
-        return min(wanted, default=None)
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

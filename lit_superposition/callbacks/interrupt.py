@@ -20,8 +20,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class GracefulStop(Callback):
     """Turns the first Ctrl-C (SIGINT) or SIGTERM during training into a clean stop after the current step.
 
-    With several optimizer steps per call (``model.steps_per_call``) the stop comes after the current
-    call: at most that many steps later, and always at a step a resumed run continues from exactly.
+    In one process the stop comes right after the current optimizer step, also inside a call of
+    several steps (``model.steps_per_call``); a resumed run continues from any step exactly.
 
     Training then ends the ordinary way: ``on_train_end`` and ``on_fit_end`` run (reports and
     snapshot files are completed), :class:`~lit_superposition.callbacks.RunCheckpoint` writes
@@ -54,6 +54,7 @@ class GracefulStop(Callback):
         self.stopped_at_step: int | None = None
         self._previous: dict[signal.Signals, Any] = {}
         self._synced = 0  # the step of the ranks' last agreement
+        self._trainer: pl.Trainer | None = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None and signum == signal.SIGINT:
@@ -61,6 +62,8 @@ class GracefulStop(Callback):
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         self.received = signal.Signals(signum)
+        if self._trainer is not None and self._trainer.world_size == 1:
+            self._trainer.should_stop = True  # one process needs no agreement: stop after the current step
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():
@@ -71,6 +74,7 @@ class GracefulStop(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.received, self.stopped_at_step = None, None
         self._synced = trainer.global_step
+        self._trainer = trainer
         # Signal handlers can only be set from the main thread (not, e.g., inside a notebook worker).
         if threading.current_thread() is threading.main_thread():
             # Registered after Lightning's own SIGTERM handler, which would stop with an exception
@@ -93,7 +97,7 @@ class GracefulStop(Callback):
             stop = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
         else:
             stop = self.received is not None
-        if stop and not trainer.should_stop:
+        if stop and self.stopped_at_step is None:
             trainer.should_stop = True
             self.stopped_at_step = trainer.global_step
             self.received = self.received or signal.SIGTERM  # another rank got it
@@ -101,7 +105,10 @@ class GracefulStop(Callback):
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.received is not None and self.stopped_at_step is None:  # it came after the call's last hook
+            self.stopped_at_step = trainer.global_step
         self._restore()
+        self._trainer = None
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

@@ -12,7 +12,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lit_superposition.errors import ConfigError, NonFiniteLossError
-from lit_superposition.sharding import shards_instances
+from lit_superposition.protocols import CallOutputs, InstanceSplit
 
 MAX_LISTED_INSTANCES = 10
 
@@ -35,8 +35,8 @@ class NonFiniteLossStop(Callback):
     (``on_save_checkpoint``), so a checkpoint of non-finite weights is never written and
     ``last.ckpt`` stays the last good state.
 
-    Cost: nothing on the device between checks. Each call keeps a reference to the module's
-    detached per-feature losses of its steps; every ``check_every_n_steps`` steps, before every checkpoint and at
+    Cost: nothing on the device between checks. Each call keeps a reference to its steps' detached
+    per-feature losses (``outputs["step_losses"]``); every ``check_every_n_steps`` steps, before every checkpoint and at
     the end of training, the kept losses and the weights are tested at once (one device sync).
 
     Args:
@@ -62,15 +62,15 @@ class NonFiniteLossStop(Callback):
         self._losses = []
 
     def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
-        return None  # it keeps the losses of every step of a call (pl_module.step_losses)
+        return None  # it keeps the losses of every step of a call
 
     @override
     def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: CallOutputs, batch: Any, batch_idx: int
     ) -> None:
-        losses = pl_module.step_losses  # (n_steps, n_instances, n_features): every step of the call
+        losses = outputs["step_losses"]  # (n_steps, n_instances, n_features): every step of the call
         if not self._losses:
-            self._first_step = trainer.global_step - len(losses)  # the step of the first loss (before its update)
+            self._first_step = outputs["first_step"]  # the step of the first loss (before its update)
         # A reference, not a copy: the module makes a new detached tensor every call.
         self._losses.append(losses)
         if sum(map(len, self._losses)) >= self._interval:
@@ -92,7 +92,7 @@ class NonFiniteLossStop(Callback):
         bad_loss = ~losses.isfinite().all(dim=2)  # (steps, n_instances)
         bad_weights = ~(model.W.isfinite().all(dim=2).all(dim=1) & model.b.isfinite().all(dim=1))  # (n_instances,)
         found = bool(bad_loss.any() | bad_weights.any())  # syncs the device
-        if trainer.world_size > 1 and not shards_instances(trainer):
+        if trainer.world_size > 1 and not isinstance(trainer.strategy, InstanceSplit):
             # The weights are shared but the data is not: whichever rank sees it first stops them all.
             # (Every rank of a sharded run holds every instance's losses and weights: they agree already.)
             found = trainer.strategy.reduce_boolean_decision(found, all=False)

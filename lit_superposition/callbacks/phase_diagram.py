@@ -14,12 +14,10 @@ from typing_extensions import override
 from lit_superposition.analysis import phases, plotting, theory
 from lit_superposition.callbacks.base import tensorboard_writer
 from lit_superposition.errors import ConfigError
-from lit_superposition.models import VARIANTS
+from lit_superposition.analysis.theory_scope import phases_apply
 
 FIGURE_FILE = "phase_map.png"
 FIGURE_TAG = "phases/phase_map"
-#: Variants whose expected loss is exact, so theory can predict their phases.
-THEORY_VARIANTS = ("relu_output", "linear_output")
 _SHORT = {"not_represented": "·", "dedicated": "D", "superposition": "S"}
 
 
@@ -68,19 +66,10 @@ class PhaseDiagram(Callback):
             raise ConfigError("PhaseDiagram needs data.grid: {importance: {feature, start, end, points}, probability: {start, end, points}}")
 
     def _theory_variant(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str | None:
-        """The variant's name where theory applies, else None."""
-        model = pl_module.model
-        variant = next((name for name, cls in VARIANTS.items() if type(model) is cls), None)
-        applies = (
-            self.theory
-            and variant in THEORY_VARIANTS
-            and model.d_hidden <= phases.MAX_THEORY_HIDDEN
-            and model.n_features <= phases.MAX_THEORY_FEATURES
-            and getattr(trainer.datamodule, "values", "uniform") == "uniform"
-            and getattr(pl_module, "target", "identity") == "identity"
-            and not getattr(trainer.datamodule, "feature_sets", None)
-        )
-        return variant if applies else None
+        """The theory's name of the variant where theory applies, else None."""
+        data, model = trainer.datamodule, pl_module.model
+        applies = self.theory and phases_apply(model, data.values, pl_module.target, bool(data.feature_sets))
+        return model.exact_theory if applies else None
 
     def extend_report(self, report: dict[str, Any], trainer: pl.Trainer, pl_module: pl.LightningModule) -> Table:
         """Add ``phase`` to every instance and ``grid`` to ``report.json``; draw and log the map."""

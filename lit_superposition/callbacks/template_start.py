@@ -13,6 +13,7 @@ from typing_extensions import override
 from lit_superposition.analysis import theory
 from lit_superposition.analysis.geometry import polygon_name
 from lit_superposition.analysis.learned_vs_theory import optimal_template
+from lit_superposition.analysis.theory_scope import kgons_apply
 from lit_superposition.errors import ConfigError
 
 
@@ -101,17 +102,16 @@ class TemplateStart(Callback):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         model = pl_module.model
-        if model.d_hidden != 2 or type(model).__name__ != "ReLUOutputModel":
+        if not kgons_apply(model, trainer.datamodule.values, pl_module.target):
             raise ConfigError(
-                f"TemplateStart needs the 2-D relu_output model (the k-gon theory's), got {type(model).__name__} with d_hidden={model.d_hidden}"
+                "TemplateStart needs the 2-D relu_output model on uniform values with target 'identity' (the k-gon"
+                f" theory's), got {model.variant_class.__name__} with d_hidden={model.d_hidden}"
             )
-        if getattr(trainer.datamodule, "values", "uniform") != "uniform" or getattr(pl_module, "target", "identity") != "identity":
-            raise ConfigError("TemplateStart needs data.values 'uniform' and data.target 'identity': the k-gon theory is about reconstruction")
         p = getattr(trainer.datamodule, "feature_probability", None)
         if p is None:
             raise ConfigError("TemplateStart needs a datamodule with feature_probability")
         importance = pl_module.importance.detach().cpu()  # (n_instances, n_features)
-        chosen = self.assignments(model.n_instances, int(getattr(pl_module, "repeats", 1) or 1))
+        chosen = self.assignments(model.n_instances, pl_module.repeats)
         state = model.initial_state()
         for i, template in enumerate(chosen):
             if template is None:

@@ -75,7 +75,7 @@ class WeightPatching(Callback):
                 f"WeightPatching has {len(self.triples)} triples, so data.n_instances must be {self.n_instances}"
                 f" (base, patched, donor per triple), got {model.n_instances}"
             )
-        self._initial_state = patched_initial_state(self.triples, type(model), model.d_hidden, model.n_features)
+        self._initial_state = patched_initial_state(self.triples, model.variant_class, model.d_hidden, model.n_features)
         # Labels for every instance from the start; the weights are written in on_fit_start.
         model.init_seeds = list(self._initial_state["init_seeds"])
 

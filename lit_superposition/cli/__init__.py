@@ -1,11 +1,24 @@
 """The ``lit-superposition`` command: LightningCLI for training, and the analysis commands.
 
-Rooms: ``configs`` (config lookup), ``messages`` (one-line errors), ``resume`` (checkpoints and run
-directories), ``lightning`` (the LightningCLI class), ``main`` (the entry point and exit codes).
+Rooms: ``main`` (the entry point, the commands and exit codes), ``configs`` (config lookup),
+``messages`` (one-line errors), ``resume`` (checkpoints and run directories), ``lightning`` (the
+LightningCLI class of ``fit``), and one file per analysis command. Nothing heavy is imported here:
+``lit-superposition --help`` answers without importing torch or Lightning.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from lit_superposition.cli.configs import bundled_configs, resolve_config_path
-from lit_superposition.cli.lightning import LitSuperpositionCLI, build_cli
 from lit_superposition.cli.main import main
 
 __all__ = ["LitSuperpositionCLI", "build_cli", "bundled_configs", "main", "resolve_config_path"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("LitSuperpositionCLI", "build_cli"):
+        from lit_superposition.cli import lightning
+
+        return getattr(lightning, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

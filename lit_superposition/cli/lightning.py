@@ -1,25 +1,17 @@
-"""The LightningCLI class: sizes linked from ``data``, the default instruments, bundled configs and run directories."""
+"""The LightningCLI class of ``lit-superposition fit``: sizes linked from ``data``, the instruments, run directories."""
 
 from __future__ import annotations
 
 import shutil
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ArgumentError
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import Callback, ProgressBar
-from pytorch_lightning.cli import (
-    LightningArgumentParser,
-    LightningCLI,
-    LRSchedulerTypeUnion,
-    instantiate_class,
-)
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
-from torch.optim import Optimizer
 from typing_extensions import override
 
 from lit_superposition.callbacks import (
@@ -32,19 +24,23 @@ from lit_superposition.callbacks import (
     NonFiniteLossStop,
     RunCheckpoint,
     StepProgressBar,
+    ThreadPolicy,
 )
 from lit_superposition.cli.configs import bundled_configs, resolve_config_args
 from lit_superposition.cli.messages import quiet_lightning
 from lit_superposition.cli.resume import (
-    CKPT_KEYWORDS,
-    check_checkpoint_shapes,
+    check_checkpoint_fits,
+    keep_previous_files,
     load_checkpoint,
     resume_in_run_directory,
 )
 from lit_superposition.data import SparseFeatureDataModule
 from lit_superposition.errors import ConfigError
 from lit_superposition.module import LitToyModel
-from lit_superposition.schedules import WarmupDecay
+from lit_superposition.protocols import InstanceSplit
+from lit_superposition.schedules import WarmupDecay  # noqa: F401 - makes --model.lr_scheduler WarmupDecay resolvable by name
+from lit_superposition.steps import check_trainer
+from lit_superposition.strategies import StepwiseDDPStrategy
 
 RUNS_DIR = "runs"
 
@@ -63,14 +59,13 @@ INSTRUMENTS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
 class LitSuperpositionCLI(LightningCLI):
     """LightningCLI for toy models: sizes written once, in ``data``, and linked to ``model``.
 
-    Only ``fit`` is offered: the stream has no validation, test or prediction sets (the end-of-fit
-    report evaluates on fresh batches instead).
+    Besides Lightning's ``trainer``, ``model`` and ``data`` sections a config has ``instruments``
+    (the measurements every run gets), ``experiment`` (the callbacks that define the experiment:
+    weight patching, templates, phase diagrams; kept apart from ``trainer.callbacks`` so that adding
+    a callback of one's own never drops them), ``checkpoint``, ``progress_bar``, ``interrupt``,
+    ``nonfinite_loss``, ``report_page`` and ``ckpt_path``. There is one command, ``fit``: the
+    stream has no validation, test or prediction sets (the end-of-fit report evaluates on fresh batches).
     """
-
-    @staticmethod
-    @override
-    def subcommands() -> dict[str, set[str]]:
-        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -79,44 +74,47 @@ class LitSuperpositionCLI(LightningCLI):
         parser.link_arguments("data.repeats", "model.repeats")
         parser.link_arguments("data.target", "model.target")
         parser.link_arguments("data.grid", "model.grid")
-        # Forced callbacks: always on, configurable as `progress_bar.*`, `checkpoint.*`, ...
-        parser.add_lightning_class_args(StepProgressBar, "progress_bar")
-        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+        # Always on, configurable as `interrupt.*` and `nonfinite_loss.*`.
         parser.add_lightning_class_args(GracefulStop, "interrupt")
         parser.add_lightning_class_args(NonFiniteLossStop, "nonfinite_loss")
-        for name, (callback, settings) in INSTRUMENTS.items():
-            key = f"instruments.{name}"
-            parser.add_lightning_class_args(callback, key, subclass_mode=True, required=False)
-            parser.set_defaults({key: {"class_path": f"{callback.__module__}.{callback.__name__}", "init_args": settings}})
-        parser.add_argument("--report_page", type=bool, default=True,
-                            help="Write RUN_DIR/report/index.html when fit ends (lit-superposition report redraws it).")
+        # On unless the trainer turns them off (enable_checkpointing / enable_progress_bar: false).
+        parser.add_class_arguments(RunCheckpoint, "checkpoint", instantiate=True)
+        parser.add_class_arguments(StepProgressBar, "progress_bar", instantiate=True)
         # A resumed run writes into the run it continues: last.ckpt is overwritten, never versioned.
         parser.set_defaults({
-            "checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000,
-            "checkpoint.enable_version_counter": False,
+            "checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000, "checkpoint.enable_version_counter": False,
         })
+        for name, (callback, settings) in INSTRUMENTS.items():
+            key = f"instruments.{name}"
+            parser.add_subclass_arguments(callback, key, required=False)
+            parser.set_defaults({key: {"class_path": f"{callback.__module__}.{callback.__name__}", "init_args": settings}})
+        parser.add_argument("--experiment", type=list[Callback] | None, default=None,
+                            help="The callbacks that define the experiment (weight patching, templates, phase diagrams).")
+        parser.add_argument("--report_page", type=bool, default=True,
+                            help="Write RUN_DIR/report/index.html when fit ends (lit-superposition report redraws it).")
+        parser.add_argument("--ckpt_path", type=str | None, default=None,
+                            help="A checkpoint to resume from, e.g. runs/pentagon/version_0/checkpoints/last.ckpt.")
+
+    @override
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # Read (and check) the checkpoint before anything else touches it: one line for a bad file.
+        ckpt_path = self.config.get("ckpt_path")
+        self.checkpoint = load_checkpoint(ckpt_path) if ckpt_path is not None else None
 
     @override
     def before_instantiate_classes(self) -> None:
-        config = self.config.get(str(self.subcommand), self.config)
-        trainer = config.get("trainer")
-        if trainer is not None:
-            every = trainer.get("log_every_n_steps")
-            if every is not None and every < 1:
-                raise ConfigError(f"trainer.log_every_n_steps must be >= 1, got {every}")
+        config = self.config
+        every = config.trainer.get("log_every_n_steps")
+        if every is not None and every < 1:
+            raise ConfigError(f"trainer.log_every_n_steps must be >= 1, got {every}")
+        if config.trainer.get("strategy") == "ddp":
+            # DDP's wrapper expects one backward pass per call; this one averages at every optimizer step.
+            config.trainer.strategy = StepwiseDDPStrategy.strategy_name
         _check_schedule(config)
-        if self._checkpoint is not None:
-            resume_in_run_directory(config, Path(config.ckpt_path), self._checkpoint["global_step"])
-
-    @override
-    def _parse_ckpt_path(self) -> None:
-        # Lightning would replace the model's settings by the checkpoint's; here the config stays the
-        # definition of the run, and a checkpoint that does not fit it is bad input (see before_fit).
-        self._checkpoint = None
-        config = self.config.get(str(self.config.get("subcommand")), self.config)
-        ckpt_path = config.get("ckpt_path")
-        if ckpt_path is not None and ckpt_path not in CKPT_KEYWORDS:
-            self._checkpoint = load_checkpoint(ckpt_path)
+        self.resumed_run = None
+        if self.checkpoint is not None:
+            self.resumed_run = resume_in_run_directory(config, Path(config.ckpt_path), self.checkpoint["global_step"])
 
     @override
     def instantiate_classes(self) -> None:
@@ -125,85 +123,63 @@ class LitSuperpositionCLI(LightningCLI):
         except (ValueError, TypeError, MisconfigurationException) as error:
             raise ConfigError(str(error)) from None
 
-    def before_fit(self) -> None:
-        """Check that the checkpoint to resume from fits the configured model, and that the trainer's
-        settings suit the model's steps per call, before any file is written (and before Lightning's
-        own check, which would not be one line)."""
-        self.model.check_trainer(self.trainer)
-        if self._checkpoint is not None:
-            check_checkpoint_shapes(self._checkpoint, self.model.state_dict(), self.config.fit.ckpt_path)
-            self._checkpoint = None  # Lightning loads it again; keep no second copy
-
     @override
-    def _run_subcommand(self, subcommand: str) -> None:
-        # Bad input found once fit has started (e.g. a callback's setup) must leave no run directory.
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        config, trainer = self.config_init, self.config_init["trainer"]
+        callbacks = list(trainer.get("callbacks") or [])
+        callbacks += [c for c in (config["instruments"] or {}).values() if c is not None]
+        callbacks += list(config.get("experiment") or [])
+        if trainer.get("enable_checkpointing") is not False:
+            callbacks.append(config["checkpoint"])
+        if trainer.get("enable_progress_bar") is not False:
+            callbacks.append(config["progress_bar"])
+        callbacks.append(ThreadPolicy())
+        return super().instantiate_trainer(callbacks=callbacks, **kwargs)
+
+    def check_before_fit(self) -> None:
+        """Refuse, in one line and before any file is written, what fit could not honour."""
+        check_trainer(self.trainer, self.model.steps_per_call)
+        strategy = self.trainer.strategy
+        if isinstance(strategy, InstanceSplit):
+            # Before Lightning's launcher starts the processes the strategy may not know their number yet.
+            world_size = max(self.trainer.world_size, self.trainer.num_devices * self.trainer.num_nodes)
+            strategy.check_instances(self.model.model.n_instances, world_size)
+        if self.checkpoint is not None:
+            check_checkpoint_fits(self.checkpoint, self.model, self.datamodule, self.config.ckpt_path)
+
+    def fit(self) -> None:
+        """Train; bad input found once fit has started (e.g. in a callback's setup) leaves no new run directory."""
+        self.check_before_fit()
+        ckpt_path = self.config.ckpt_path
+        if self.resumed_run is not None:
+            # Nothing the stopped run wrote is lost: what the resumed run would replace is moved aside first.
+            ckpt_path, kept = keep_previous_files(self.resumed_run, Path(ckpt_path))
+            rank_zero_only(print)(f"resuming {self.resumed_run} from step {self.checkpoint['global_step']};"
+                                  f" the files it replaces are kept in {kept}")
+        self.checkpoint = None  # Lightning loads it again; keep no second copy
         log_dir = _tensorboard_log_dir(self.trainer)
         new = [] if log_dir is None else [p for p in (log_dir, *log_dir.parents) if not p.exists()]
         try:
-            super()._run_subcommand(subcommand)
-        except (ConfigError, ArgumentError):
+            self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path)
+        except ConfigError:
             if new and rank_zero_only.rank == 0 and not any(new[0].rglob("*.ckpt")):
                 shutil.rmtree(new[-1], ignore_errors=True)
             raise
 
-    @override
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
-        callbacks = [callback for callback in callbacks if callback is not None]  # instruments set to null
-        if config.get("enable_progress_bar") is False:
-            # `--trainer.enable_progress_bar=false` turns the always-on bar off instead of failing.
-            callbacks = [callback for callback in callbacks if not isinstance(callback, ProgressBar)]
-        return super()._instantiate_trainer(config, callbacks)
-
-    @override
-    def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
-        config = self.config_init.get(str(self.subcommand), self.config_init)
-        if not config.get("optimizer") and config.get("lr_scheduler"):
-            # LightningCLI would silently drop a scheduler given without an optimizer: give it
-            # LitToyModel's default optimizer instead. (Not a parser default: jsonargparse would carry
-            # AdamW's weight_decay over to `--optimizer SGD`.)
-            config["optimizer"] = {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}}
-        if config.get("optimizer"):
-            # Name the setting at fault: torch's own messages ("Invalid learning rate: -1.0") do not.
-            try:
-                instantiate_class(self.model.parameters(), config["optimizer"])
-            except (ValueError, TypeError) as error:
-                raise ConfigError(f"optimizer: {error}") from None
-        # Replacing LitToyModel's default AdamW is what --optimizer is for: no warning needed.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*configure_optimizers` will be overridden.*")
-            try:
-                super()._add_configure_optimizers_method_to_model(subcommand)
-            except (ValueError, TypeError) as error:
-                raise ConfigError(f"lr_scheduler: {error}") from None
-
-    @staticmethod
-    @override
-    def configure_optimizers(
-        lightning_module: LitToyModel, optimizer: Optimizer, lr_scheduler: LRSchedulerTypeUnion | None = None
-    ) -> Any:
-        if lr_scheduler is None:
-            return optimizer
-        if isinstance(lr_scheduler, WarmupDecay) and lr_scheduler.total_steps is None:
-            # Its fit with trainer.max_steps was checked before any file was written (_check_schedule).
-            max_steps = lightning_module.trainer.max_steps
-            lr_scheduler.total_steps = max_steps if max_steps > 0 else None
-        # The stream is one endless epoch: schedules must step with the optimizer, not per epoch.
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
-
 
 def _check_schedule(config: Any) -> None:
     """A decaying WarmupDecay must end after its warmup, within trainer.max_steps (checked before any file is written)."""
-    schedule, trainer = config.get("lr_scheduler"), config.get("trainer")
-    if schedule is None or trainer is None or not str(getattr(schedule, "class_path", "")).endswith("WarmupDecay"):
+    schedule = config.model.get("lr_scheduler")
+    if schedule is None or not str(getattr(schedule, "class_path", "")).endswith("WarmupDecay"):
         return
-    args, max_steps = schedule.get("init_args") or {}, trainer.get("max_steps")
+    args, max_steps = schedule.get("init_args") or {}, config.trainer.get("max_steps")
     decay, warmup, total = args.get("decay", "constant"), args.get("warmup_steps", 0), args.get("total_steps")
     if decay == "constant" or total is not None or not isinstance(max_steps, int) or not isinstance(warmup, int):
         return
     if max_steps <= 0:
-        raise ConfigError(f"lr_scheduler.decay={decay!r} needs trainer.max_steps > 0, got {max_steps}")
+        raise ConfigError(f"model.lr_scheduler.decay={decay!r} needs trainer.max_steps > 0, got {max_steps}")
     if max_steps <= warmup:
-        raise ConfigError(f"lr_scheduler.warmup_steps ({warmup}) must be below trainer.max_steps ({max_steps})")
+        raise ConfigError(f"model.lr_scheduler.warmup_steps ({warmup}) must be below trainer.max_steps ({max_steps})")
 
 
 def _tensorboard_log_dir(trainer: Trainer | None) -> Path | None:
@@ -213,7 +189,7 @@ def _tensorboard_log_dir(trainer: Trainer | None) -> Path | None:
     return Path(logger.log_dir)
 
 
-def _description() -> str:
+def description() -> str:
     names = ", ".join(name for name in bundled_configs())
     return (
         "Train instanced toy models of superposition with PyTorch Lightning. "
@@ -222,22 +198,19 @@ def _description() -> str:
 
 
 def build_cli(args: Sequence[str], run: bool = True) -> LitSuperpositionCLI:
-    """Parse ``args`` (config names resolved), build the trainer, model and data, and run the subcommand."""
+    """Parse ``args`` (``fit`` first, config names resolved), build the trainer, model and data, and fit if ``run``."""
+    args = list(args)
+    argv, name = resolve_config_args(args[1:] if args[:1] == ["fit"] else args)
     quiet_lightning()
-    argv, name = resolve_config_args(args)
-    return LitSuperpositionCLI(
+    cli = LitSuperpositionCLI(
         LitToyModel,
         SparseFeatureDataModule,
         args=argv,
-        run=run,
+        run=False,
+        auto_configure_optimizers=False,
         seed_everything_default=False,
-        save_config_kwargs={"overwrite": True},  # a resumed run rewrites its own config.yaml
-        parser_kwargs={
-            "description": _description(),
-            "exit_on_error": False,
-            "allow_abbrev": False,  # `--data.n_feature 6` is an error, not n_features
-            "fit": {"exit_on_error": False, "allow_abbrev": False},
-        },
+        save_config_kwargs={"overwrite": True},  # a resumed run first moves the old config.yaml aside
+        parser_kwargs={"prog": "lit-superposition fit", "description": description(), "exit_on_error": False, "allow_abbrev": False},
         trainer_defaults={
             "max_epochs": -1,
             "max_steps": 10_000,
@@ -249,5 +222,6 @@ def build_cli(args: Sequence[str], run: bool = True) -> LitSuperpositionCLI:
             },
         },
     )
-
-
+    if run:
+        cli.fit()
+    return cli

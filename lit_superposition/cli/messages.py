@@ -9,9 +9,7 @@ import re
 import sys
 import warnings
 
-import torch.optim
 from jsonargparse import ArgumentParser
-from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 
 def command_parser(command: str, description: str) -> ArgumentParser:
@@ -38,15 +36,14 @@ def _drop_empty_notices(record: logging.LogRecord) -> bool:
     return not re.match(r"💡 Tip|(GPU|TPU|HPU) available: False|`Trainer.fit` stopped: `max_steps=", str(record.msg))
 
 
-def one_line(message: str, limit: int = 400) -> str:
-    text = re.sub(r"\s+", " ", message).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _type_name(text: str) -> str:
     """``<class 'int'>`` -> ``int``; ``<class 'pkg.mod.Spec'>`` -> ``Spec``; anything else as is."""
     text = re.sub(r"<class '(?:[\w.]*\.)?(\w+)'>", r"\1", text)
     text = re.sub(r"typing\.|(?:[a-z_]+\.)+(?=[A-Z])", "", text)
+    if text.startswith("Callable[[Iterable], Optimizer]"):
+        return "an optimizer class (a torch.optim name or a class path)"
+    if text.startswith("Callable[[Optimizer]"):
+        return "a learning-rate scheduler class (a torch.optim.lr_scheduler name, WarmupDecay or a class path)"
     return re.sub(r"Literal\[(.*?)\]", r"one of \1", text)
 
 
@@ -58,6 +55,10 @@ def explain_argument_error(message: str) -> str:
     (nested keys joined), the value and the accepted types.
     """
     text = re.sub(r"\s+", " ", message).strip()
+    unknown = re.search(r"Group '([\w.]+)' does not accept option '(\w+)'", text) or re.search(
+        r"Key '([\w.]+)\.(\w+)' is not expected", text)
+    if unknown:
+        return unknown_setting(unknown.group(1), unknown.group(2))
     keys = re.findall(r'Parser key "([^"]+)"', text)
     if not keys:
         return text
@@ -81,11 +82,11 @@ def explain_argument_error(message: str) -> str:
     if "is not accepted" in text:
         option = re.search(r"Option '(\w+)' is not accepted", text)
         name = option.group(1) if option else "?"
-        if key == "optimizer":
-            return f"optimizer.{name}: choose the optimizer first, e.g. --optimizer AdamW --optimizer.{name} ..."
+        if key == "model.optimizer":
+            return f"model.optimizer.{name}: choose the optimizer first, e.g. --model.optimizer AdamW --model.optimizer.{name} ..."
         return f"{key}: option {name!r} is not accepted by the chosen class"
     if value is None:
-        return one_line(text)
+        return text
     if nested := re.fullmatch(r"NestedArg\(key='(\w+)', val='(.*)'\)", value):
         key = key if key.endswith(f".{nested.group(1)}") else f"{key}.{nested.group(1)}"
         value = nested.group(2)
@@ -113,17 +114,51 @@ def _import_problem(value: str) -> str:
 
 def _suggestion(key: str, value: str) -> str:
     """``; did you mean AdamW?`` for a misspelt optimizer or scheduler class."""
-    if key not in ("optimizer", "lr_scheduler"):
+    if key not in ("model.optimizer", "model.lr_scheduler"):
         return ""
-    module = torch.optim if key == "optimizer" else torch.optim.lr_scheduler
-    names = [name for name in dir(module) if name[:1].isupper()] + (["WarmupDecay"] if key == "lr_scheduler" else [])
+    import torch.optim
+
+    module = torch.optim if key.endswith("optimizer") else torch.optim.lr_scheduler
+    names = [name for name in dir(module) if name[:1].isupper()] + (["WarmupDecay"] if key.endswith("lr_scheduler") else [])
     close = difflib.get_close_matches(value.rsplit(".", 1)[-1], names, n=1, cutoff=0.6)
     lowered = [name for name in names if name.lower() == value.lower()]
     match = lowered or close
     return f"; did you mean {match[0]}?" if match else ""
 
 
+#: What each config section is made from, for "did you mean" on a misspelt setting.
+SECTIONS = {
+    "data": "lit_superposition.data.datamodule:SparseFeatureDataModule",
+    "model": "lit_superposition.module:LitToyModel",
+    "trainer": "pytorch_lightning:Trainer",
+}
+
+
+def unknown_setting(section: str, option: str) -> str:
+    """``data.n_featurs: no such setting; did you mean data.n_features?``"""
+    key = f"{section}.{option}"
+    if section not in SECTIONS:
+        return f"{key}: no such setting"
+    module_name, _, class_name = SECTIONS[section].partition(":")
+    import inspect
+
+    cls = getattr(importlib.import_module(module_name), class_name)
+    names = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "args", "kwargs")]
+    close = difflib.get_close_matches(option, names, n=1, cutoff=0.6)
+    if close:
+        return f"{key}: no such setting; did you mean {section}.{close[0]}?"
+    return f"{key}: no such setting; {section} has {', '.join(names)}"
+
+
+def one_line(message: str, limit: int = 400) -> str:
+    """``message`` on one line, at most ``limit`` characters."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def fail(message: str, code: int) -> None:
-    if rank_zero_only.rank == 0:  # in multi-process runs every rank fails alike: say it once
+    """Print ``lit-superposition: message`` once (rank zero in multi-process runs) and exit with ``code``."""
+    lightning = sys.modules.get("pytorch_lightning.utilities.rank_zero")
+    if lightning is None or lightning.rank_zero_only.rank == 0:  # every rank fails alike: say it once
         print(f"lit-superposition: {message}", file=sys.stderr)
     sys.exit(code)

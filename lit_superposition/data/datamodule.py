@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset
 from typing_extensions import override
 
 from lit_superposition.data.grid import PhaseGrid
@@ -51,14 +49,11 @@ def block_seed(seed: int, block: int) -> int:
     return seed if block == 0 else _splitmix64(seed ^ _splitmix64(block)) >> 1
 
 
-class StepKeys(IterableDataset):
-    """An endless stream of integer step keys, starting at ``start``."""
-
-    def __init__(self, start: int = 0) -> None:
-        self.start = start
+class StepKeys:
+    """An endless stream of integer keys: one per Lightning call."""
 
     def __iter__(self) -> Iterator[int]:
-        return itertools.count(self.start)
+        return itertools.count()
 
 
 class SparseFeatureDataModule(pl.LightningDataModule):
@@ -257,23 +252,20 @@ class SparseFeatureDataModule(pl.LightningDataModule):
             xT.masked_fill_(xT == 0, torch.finfo(xT.dtype).tiny)
         return torch.nn.functional.threshold_(xT, -1.0, 0.0).transpose(1, 2)  # x > -1 kept, the rest +0
 
-    @override
-    def train_dataloader(self) -> DataLoader:
-        start = 0
-        if self.trainer is not None:
-            # Resume exactly: continue the key sequence where the restored run stopped.
-            start = self.trainer.global_step * self.trainer.accumulate_grad_batches
-        # The keys are plain ints: no worker, no collation, nothing copied to the device.
-        return DataLoader(StepKeys(start), batch_size=None, num_workers=0)
+    def definition(self) -> dict[str, Any]:
+        """What defines the data: a checkpoint of other data is not resumed with this one."""
+        return {
+            "feature_probability": self.feature_probability.tolist(), "values": self.values, "target": self.target,
+            "instance_data": self.instance_data, "correlated_sets": self.feature_sets.correlated_sets,
+            "anticorrelated_sets": self.feature_sets.anticorrelated_sets,
+        }
 
     @override
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Tensor:
-        if self.trainer is None:
-            return self.make_batch(int(batch))
-        if getattr(self.trainer.lightning_module, "draws_own_batches", False):
-            return batch  # the module draws every optimizer step's batch itself (steps_per_call > 1)
-        return self.make_batch(int(batch), rank=self.trainer.global_rank, device=self.trainer.strategy.root_device)
+    def state_dict(self) -> dict[str, Any]:
+        return {"definition": self.definition()}
 
-
-# The loader yields ints by design: worker processes would only add cost.
-warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    @override
+    def train_dataloader(self) -> Iterator[int]:
+        # Keys that only mark Lightning's calls: the module draws every optimizer step's batch with
+        # make_batch(step) on the training device. A plain iterator: no worker, no collation, no copy.
+        return StepKeys()

@@ -11,8 +11,12 @@ analysis and the CLI may use of a model, and nothing more:
 - :meth:`ToyModel.initial_state`: the recorded initial value of every trained tensor, by name;
 - :meth:`ToyModel.set_initial_state`: start from given weights (weight patching, templates);
 - :meth:`ToyModel.per_feature_loss`: ``(n_instances, n_features)`` importance-weighted loss;
+- :meth:`ToyModel.gradients`: every trained tensor's gradient, all instances;
 - ``privileged_basis``: whether hidden units are neurons (a ReLU acts on ``h``), so that per-neuron
-  measurements mean something.
+  measurements mean something;
+- ``exact_theory``: the name :mod:`lit_superposition.analysis.theory` computes this variant's exact
+  expected loss under (None: it does not);
+- ``variant_class``: the variant's class (its seeds' initial tensors, :meth:`ToyModel.instance_initial_state`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ class ToyModel(nn.Module):
     #: Weight patching replaces a feature's slice of these tensors: ``{name: feature axis}`` of one
     #: instance's tensor. A feature's column of ``W`` is its embedding.
     patched_parameters: ClassVar[dict[str, int]] = {"W": -1}
+    #: The variant's name in :mod:`lit_superposition.analysis.theory`, which computes its exact expected
+    #: loss (None: no exact theory). The one answer to "does the exact theory apply to this model?".
+    exact_theory: ClassVar[str | None] = None
 
     def __init__(self, n_instances: int, n_features: int, d_hidden: int, init_seeds: int | Sequence[int] = 0) -> None:
         super().__init__()
@@ -73,6 +80,15 @@ class ToyModel(nn.Module):
         """The initial tensors of instances started from ``seeds``, stacked on a leading instance axis."""
         states = [cls.instance_initial_state(int(s), d_hidden, n_features) for s in seeds]
         return {name: torch.stack([state[name] for state in states]) for name in states[0]}
+
+    @property
+    def variant_class(self) -> type[ToyModel]:
+        """The variant this model is (a wrapper, e.g. a sharded run's, answers with the variant it wraps)."""
+        return type(self)
+
+    def gradients(self) -> dict[str, Tensor]:
+        """Every trained tensor's gradient by name, all instances (empty where there is none yet)."""
+        return {name: p.grad for name in self.parameter_names if (p := getattr(self, name)).grad is not None}
 
     def initial_state(self) -> dict[str, Tensor]:
         """The recorded initial value of every trained tensor, by name (CPU copies)."""

@@ -23,6 +23,7 @@ class HiddenReLUModel(ToyModel):
     """
 
     privileged_basis: ClassVar[bool] = True
+    exact_theory: ClassVar[str | None] = "hidden_relu"
 
     @override
     def forward(self, x: Tensor) -> Tensor:

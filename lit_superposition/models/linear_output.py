@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 from typing_extensions import override
@@ -19,6 +21,8 @@ class LinearOutputModel(ToyModel):
 
         model = LinearOutputModel(n_instances=4, n_features=5, d_hidden=2)
     """
+
+    exact_theory: ClassVar[str | None] = "linear_output"
 
     @override
     def forward(self, x: Tensor) -> Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -25,6 +25,8 @@ class ReLUOutputModel(ToyModel):
         model = ReLUOutputModel(n_instances=8, n_features=5, d_hidden=2, init_seeds=0)
         x_hat = model(torch.rand(8, 1024, 5))  # (n_instances, batch, n_features)
     """
+
+    exact_theory: ClassVar[str | None] = "relu_output"
 
     @override
     def forward(self, x: Tensor) -> Tensor:

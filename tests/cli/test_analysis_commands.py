@@ -25,7 +25,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     os.chdir(folder)
     try:
         build_cli(["fit", "--config", "pentagon.yaml", *QUIET, "--trainer.max_steps=30"])
-        build_cli(["fit", "--config", "pentagon.yaml", *QUIET, "--trainer.max_steps=30", "--optimizer=SGD", "--optimizer.lr=0.1"])
+        build_cli(["fit", "--config", "pentagon.yaml", *QUIET, "--trainer.max_steps=30", "--model.optimizer=SGD", "--model.optimizer.lr=0.1"])
         build_cli(["fit", "--config", "pentagon.yaml", *QUIET, "--trainer.max_steps=30", "--model.init_seeds=100"])
     finally:
         os.chdir(cwd)
@@ -44,7 +44,8 @@ def test_compare_lines_up_the_seeds_and_labels_runs_by_what_differs(runs, tmp_pa
     result = run_command("compare", str(runs["adamw"]), str(runs["sgd"]), "--json", "cmp.json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     comparison = json.loads((tmp_path / "cmp.json").read_text())
-    assert comparison["labels"][1].startswith("optimizer=SGD")
+    assert comparison["labels"][0].startswith("model.optimizer=AdamW")  # the default, by name
+    assert comparison["labels"][1].startswith("model.optimizer=SGD")
     assert [row["init_seed"] for row in comparison["seeds"]] == list(range(8))
     for label, run in zip(comparison["labels"], ("adamw", "sgd")):
         report = json.loads((runs[run] / "report.json").read_text())

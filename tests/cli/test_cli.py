@@ -85,8 +85,8 @@ def test_every_bundled_config_runs_a_few_steps(in_tmp, name):
 def test_optimizers_and_schedules_from_the_command_line(in_tmp, optimizer, decay):
     cli = build_cli([
         "fit", "--config", "pentagon.yaml", "--trainer.max_steps=12", "--trainer.enable_progress_bar=false",
-        "--optimizer", optimizer, "--optimizer.lr=0.01",
-        "--lr_scheduler", "WarmupDecay", f"--lr_scheduler.decay={decay}", "--lr_scheduler.warmup_steps=4",
+        "--model.optimizer", optimizer, "--model.optimizer.lr=0.01",
+        "--model.lr_scheduler", "WarmupDecay", f"--model.lr_scheduler.decay={decay}", "--model.lr_scheduler.warmup_steps=4",
     ])
     optim = cli.trainer.optimizers[0]
     assert type(optim).__name__ == optimizer

@@ -19,6 +19,7 @@ def _write_inputs(folder: Path) -> None:
     (folder / "malformed.yaml").write_text("data: {n_instances: 2, n_features: 5\nmodel: [1, 2\n")
     (folder / "unknown_key.yaml").write_text("data:\n  n_instances: 2\n  n_features: 5\n  bogus: 3\n")
     (folder / "a_list.yaml").write_text("- 1\n- 2\n")
+    (folder / "typo.yaml").write_text("data: {n_instances: 2, n_featurs: 5}\n")
     (folder / "not_a_checkpoint.ckpt").write_text("hello")
     torch.save({"something": 1}, folder / "foreign.ckpt")
     # A checkpoint of 5 features, to be resumed with 6.
@@ -50,24 +51,26 @@ CASES = [
     (["--trainer.precision=7"], "trainer.precision: invalid value 7"),
     (["--checkpoint.every_n_train_steps=-1"], "every_n_train_steps=-1. Must be >= 0"),
     (["--checkpoint.save_top_k=-5"], "save_top_k=-5. Must be >= -1"),
-    (["--progress_bar.update_every_n_steps=0"], "update_every_n_steps must be >= 1, got 0"),
+    (["--progress_bar.update_every_n_steps=0"], "update_every_n_steps must be a positive integer, got 0"),
     (["--nonfinite_loss.check_every_n_steps=0"], "check_every_n_steps must be a positive integer"),
-    (["--optimizer=NoSuchOptimizer"], "optimizer: invalid value NoSuchOptimizer"),
-    (["--optimizer=SGD", "--optimizer.lr=-1"], "optimizer: Invalid learning rate: -1.0"),
-    (["--optimizer.lr=0.1"], "optimizer.lr: choose the optimizer first"),
-    (["--lr_scheduler=WarmupDecay", "--lr_scheduler.decay=exp"], "lr_scheduler.decay: invalid value exp; expected one of"),
-    (["--lr_scheduler=WarmupDecay", "--lr_scheduler.warmup_steps=-1"], "lr_scheduler: warmup_steps must be >= 0, got -1"),
-    (["--lr_scheduler=WarmupDecay", "--lr_scheduler.decay=linear", "--lr_scheduler.warmup_steps=50"],
+    (["--model.optimizer=NoSuchOptimizer"], "optimizer: invalid value NoSuchOptimizer"),
+    (["--model.optimizer=SGD", "--model.optimizer.lr=-1"], "optimizer: Invalid learning rate: -1.0"),
+    (["--model.optimizer.lr=0.1"], "optimizer.lr: choose the optimizer first"),
+    (["--model.lr_scheduler=WarmupDecay", "--model.lr_scheduler.decay=exp"], "lr_scheduler.decay: invalid value exp; expected one of"),
+    (["--model.lr_scheduler=WarmupDecay", "--model.lr_scheduler.warmup_steps=-1"], "lr_scheduler: warmup_steps must be >= 0, got -1"),
+    (["--model.lr_scheduler=WarmupDecay", "--model.lr_scheduler.decay=linear", "--model.lr_scheduler.warmup_steps=50"],
      "lr_scheduler.warmup_steps (50) must be below trainer.max_steps (3)"),
     (["--seed_everything=abc"], "seed_everything: invalid value abc; expected bool or int"),
     (["--config=malformed.yaml"], "Problems parsing config"),
-    (["--config=unknown_key.yaml"], "does not accept option 'data.bogus'"),
+    (["--config=unknown_key.yaml"], "data.bogus: no such setting"),
+    (["--config=typo.yaml"], "data.n_featurs: no such setting; did you mean data.n_features?"),
     (["--config=a_list.yaml"], "Unexpected config"),
     (["--config=missing.yaml"], "config 'missing.yaml' not found"),
     (["--ckpt_path=missing.ckpt"], "ckpt_path 'missing.ckpt' not found"),
     (["--ckpt_path=not_a_checkpoint.ckpt"], "is not a readable checkpoint"),
     (["--ckpt_path=foreign.ckpt"], "is not a Lightning checkpoint"),
-    (["--optimizer=Adamw"], "optimizer: invalid value Adamw; expected Optimizer; did you mean AdamW?"),
+    (["--model.optimizer=Adamw"], "model.optimizer: invalid value Adamw; expected an optimizer class"),
+    (["--optimizer=SGD", "--optimizer.lr=0.1"], "--optimizer is --model.optimizer since release 0.3"),
     (["--data.n_feature=6"], "unrecognized arguments: --data.n_feature=6"),  # no prefix matching
     (["--trainer.callbacks+=no_such_module.Thing"], "cannot use no_such_module.Thing: importing 'no_such_module' failed"),
     (["--ckpt_path=five_features.ckpt", "--data.n_features=6"],
@@ -107,7 +110,7 @@ def test_bad_input_found_during_fit_leaves_no_run_directory(in_tmp, capsys):
     assert_bad_input(exit_info.value.code, capsys.readouterr().err, "fails_in_setup: bad value 3", in_tmp)
 
 
-def test_only_fit_is_offered(in_tmp, capsys):
+def test_an_unknown_command_gets_one_line_naming_the_commands(in_tmp, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["validate", "--config", "pentagon.yaml"])
-    assert_bad_input(exit_info.value.code, capsys.readouterr().err, "invalid choice: 'validate' (choose from 'fit')", in_tmp)
+    assert_bad_input(exit_info.value.code, capsys.readouterr().err, "unknown command 'validate': choose one of fit, theory", in_tmp)

@@ -63,8 +63,7 @@ def test_batches_are_pure_functions_of_seed_rank_and_step():
 def test_loader_yields_only_step_keys():
     data = SparseFeatureDataModule(2, 5)
     keys = iter(data.train_dataloader())
-    assert [next(keys) for _ in range(3)] == [0, 1, 2]
-    assert list(zip(range(2), StepKeys(start=40))) == [(0, 40), (1, 41)]
+    assert [next(keys) for _ in range(3)] == [0, 1, 2]  # they mark Lightning's calls: make_batch(step) draws
 
 
 @pytest.mark.parametrize(
