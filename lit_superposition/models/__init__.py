@@ -15,6 +15,7 @@ from lit_superposition.models.hidden_relu import HiddenReLUModel
 from lit_superposition.models.init import resolve_init_seeds, xavier_columns
 from lit_superposition.models.linear_output import LinearOutputModel
 from lit_superposition.models.relu_output import ReLUOutputModel
+from lit_superposition.models.sae import SAE_VARIANTS, JumpReLUSAE, ReLUSAE, SAEGroups, SparseAutoencoder, TopKSAE
 
 #: The bundled variants by name.
 VARIANTS: dict[str, type[ToyModel]] = {
@@ -49,12 +50,18 @@ def model_class(variant: str) -> type[ToyModel]:
 
 
 __all__ = [
+    "SAE_VARIANTS",
     "VARIANTS",
     "ComputationModel",
     "HiddenReLUModel",
+    "JumpReLUSAE",
     "LinearOutputModel",
     "ReLUOutputModel",
+    "ReLUSAE",
+    "SAEGroups",
+    "SparseAutoencoder",
     "ToyModel",
+    "TopKSAE",
     "model_class",
     "resolve_init_seeds",
     "xavier_columns",
