@@ -14,7 +14,9 @@ from rich.table import Table
 from lit_superposition.analysis.comparison import compare_runs, counts_figure
 from lit_superposition.analysis.files import atomic_write_text
 from lit_superposition.analysis.run_files import load_run
+from lit_superposition.analysis.sweep_report import done_run_directories, is_sweep_directory, load_sweep, table_rows
 from lit_superposition.cli.messages import command_parser
+from lit_superposition.errors import ConfigError
 
 
 def compare_parser() -> ArgumentParser:
@@ -22,7 +24,7 @@ def compare_parser() -> ArgumentParser:
         "compare",
         "Line up runs of the same init seeds: a per-seed geometry table, counts per run, a figure.",
     )
-    parser.add_argument("run_dirs", type=str, nargs="+", help="Two or more run directories.")
+    parser.add_argument("run_dirs", type=str, nargs="+", help="Two or more run directories, or one sweep directory.")
     parser.add_argument("--json", type=str | None, default=None, help="Also write the comparison to this JSON file.")
     parser.add_argument("--figure", type=str, default="comparison.png", help="Where to draw the counts per run.")
     return parser
@@ -32,8 +34,35 @@ def run_compare(args: Sequence[str], console: Console | None = None) -> dict[str
     """Parse ``args``, print the tables, write the figure (and JSON); returns the comparison."""
     config = compare_parser().parse_args(list(args))
     dirs = list(config.run_dirs)
-    comparison = compare_runs([load_run(d) for d in dirs])
     console = console or Console()
+    points = None
+    if len(dirs) == 1 and is_sweep_directory(dirs[0]):
+        # A sweep: every point's headline results, then the per-seed table where its runs line up.
+        sweep = load_sweep(dirs[0])
+        header, rows = table_rows(sweep)
+        table = Table(title=f"sweep {sweep.get('name', '')}: every point")
+        for column in header:
+            table.add_column(column, overflow="fold", no_wrap=column == "run")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        points = [dict(zip(header, row)) for row in rows]
+        for run in sweep["runs"]:
+            if run["state"] == "failed":
+                console.print(f"failed: {run['id']} ({run['label']}): {run['last_line']}")
+        dirs = [str(d) for d in done_run_directories(sweep)]
+        labels = [run["label"] for run in sweep["runs"] if run["state"] == "done"]
+        try:
+            comparison = compare_runs([load_run(d) for d in dirs], labels)
+        except ConfigError as error:
+            console.print(f"no per-seed table: {error}")
+            if config.json:
+                atomic_write_text(json.dumps({"points": points}, indent=1), config.json)
+                console.print(f"comparison written to {config.json}")
+            return {"points": points}
+        comparison["points"] = points
+    else:
+        comparison = compare_runs([load_run(d) for d in dirs])
     labels = comparison["labels"]
     counts = Table(title="geometries per run")
     counts.add_column("run")

@@ -31,6 +31,26 @@ def resolve_config_path(value: str) -> Path:
     )
 
 
+def bundled_sweeps() -> dict[str, Path]:
+    """The sweep files shipped with the package (``configs/sweeps/``), by file name."""
+    folder = resources.files("lit_superposition") / "configs" / "sweeps"
+    return {entry.name: Path(str(entry)) for entry in sorted(folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".yaml")}
+
+
+def resolve_sweep_path(value: str) -> Path:
+    """A sweep file: first as given, then as a bundled sweep name (``.yaml`` optional)."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    bundled = bundled_sweeps()
+    for name in (path.name, f"{path.name}.yaml"):
+        if path.parent == Path(".") and name in bundled:
+            return bundled[name]
+    raise ConfigError(
+        f"sweep file {value!r} not found: it is neither a file nor a bundled sweep ({', '.join(sorted(bundled))})"
+    )
+
+
 def resolve_config_args(argv: Sequence[str]) -> tuple[list[str], str | None]:
     """Replace every ``--config`` value by a resolvable path.
 
