@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     import pytorch_lightning as pl
     from rich.table import Table
 
+    from lit_superposition.analysis.report_schema import Report
+
 
 class StepOutputs(TypedDict):
     """What ``training_step`` gives for one optimizer step: ``outputs`` of a per-step hook."""
@@ -68,8 +70,8 @@ class StepScheduled(Protocol):
 class ReportExtension(Protocol):
     """A callback that adds to ``report.json`` before the end-of-fit report writes it (rank zero)."""
 
-    def extend_report(self, report: dict[str, Any], trainer: pl.Trainer, pl_module: pl.LightningModule) -> Table | None:
-        """Add keys to ``report`` (see :mod:`lit_superposition.analysis.report_schema`); may return a table to print."""
+    def extend_report(self, report: Report, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Table | None:
+        """Add keys to ``report`` (declared in :mod:`lit_superposition.analysis.report_schema`); may return a table to print."""
         ...
 
 

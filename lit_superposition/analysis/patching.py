@@ -19,7 +19,6 @@ from torch import Tensor
 from lit_superposition.errors import ConfigError
 from lit_superposition.models import ToyModel, resolve_init_seeds
 
-ROLES = ("base", "patched", "donor")
 
 
 @dataclass

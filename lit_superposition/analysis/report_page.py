@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
 from lit_superposition.analysis import plotting, theory
+from lit_superposition.analysis.report_schema import PATCH_ROLES, Report, instance_roles
 from lit_superposition.analysis.run_files import Run
 
 #: Per-feature quantities drawn for the chosen instances: panel title by tag prefix.
@@ -47,7 +49,7 @@ def chosen_instances(report: dict[str, Any]) -> list[tuple[int, str]]:
     if report.get("triples"):
         chosen = []
         for k, triple in enumerate(report["triples"]):
-            for role, index in zip(("base", "patched", "donor"), triple["instances"]):
+            for role, index in zip(PATCH_ROLES, triple["instances"]):
                 chosen.append((index, f"triple {k} {role}"))
         return chosen
     by_loss = sorted(rows, key=lambda row: row["loss"])
@@ -63,10 +65,9 @@ def _label(row: dict[str, Any], roles: dict[int, str] | None = None) -> str:
     return f"{row['index']} ({role}seed {row['init_seed']}): {geometry}"
 
 
-def _roles(report: dict[str, Any]) -> dict[int, str]:
+def _roles(report: Report) -> dict[int, str]:
     """``base``, ``patched`` or ``donor`` by instance, in a patch run."""
-    return {index: role for triple in report.get("triples", [])
-            for role, index in zip(("base", "patched", "donor"), triple["instances"])}
+    return instance_roles(report)
 
 
 def _swept(report: dict[str, Any]) -> tuple[list[float], str] | None:
@@ -80,18 +81,25 @@ def _swept(report: dict[str, Any]) -> tuple[list[float], str] | None:
     return None
 
 
-def build_figures(run: Run, out: Path) -> list[PageFigure]:
-    """Draw every figure that fits the run into ``out`` and say what each shows."""
-    report, figures = run.report, []
-    rows = report["instances"]
-    roles = _roles(report)
-    W_last = run.snapshots["W"][-1] if run.snapshots is not None else None  # (n_instances, d_hidden, n_features)
+def figure_saver(out: Path, figures: list[PageFigure]) -> Callable[[str, Figure, str, str], None]:
+    """``save(file, figure, heading, caption)``: write the figure into ``out`` and list it on the page."""
 
     def save(name: str, figure: Figure, heading: str, caption: str) -> None:
         figure.savefig(out / name)
         plt.close(figure)
         figures.append(PageFigure(name, heading, caption))
 
+    return save
+
+
+def toy_model_figures(run: Run, out: Path) -> list[PageFigure]:
+    """The toy model's figures: geometry, per-feature curves, bars, formation, sweeps, theory, phases."""
+    report, figures = run.report, []
+    rows = report["instances"]
+    roles = _roles(report)
+    W_last = run.snapshots["W"][-1] if run.snapshots is not None else None  # (n_instances, d_hidden, n_features)
+
+    save = figure_saver(out, figures)
     if W_last is not None and report["d_hidden"] == 2:
         shown = list(range(min(len(rows), MAX_POLYGONS)))
         titles = [f"{_label(rows[i], roles)}\nloss {rows[i]['loss']:.4f}" for i in shown]
@@ -152,6 +160,16 @@ def build_figures(run: Run, out: Path) -> list[PageFigure]:
         save("crossover.png", plotting.crossover(crossover), "The loss-curve crossover",
              "Each template family's loss against the swept feature's relative density, theory dashed, best Xavier fits as crosses.")
     return figures
+
+
+#: The page's sections, in order: each draws the figures that fit the run (none where it does not
+#: apply) and says what each shows. An experiment adds its own section here.
+SECTIONS: tuple[Callable[[Run, Path], list[PageFigure]], ...] = (toy_model_figures,)
+
+
+def build_figures(run: Run, out: Path) -> list[PageFigure]:
+    """Draw every figure that fits the run into ``out`` and say what each shows."""
+    return [figure for section in SECTIONS for figure in section(run, out)]
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:

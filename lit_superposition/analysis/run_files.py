@@ -18,11 +18,9 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lit_superposition.analysis.report_schema import CONFIG_FILE, REPORT_FILE, SNAPSHOT_FILE, Report
 from lit_superposition.errors import ConfigError
 
-REPORT_FILE = "report.json"
-SNAPSHOT_FILE = "snapshots.pt"
-CONFIG_FILE = "config.yaml"
 
 
 @dataclass
@@ -37,7 +35,7 @@ class Run:
     """
 
     directory: Path
-    report: dict[str, Any]
+    report: Report
     config: dict[str, Any] = field(default_factory=dict)
     snapshots: dict[str, torch.Tensor] | None = None
 

@@ -10,6 +10,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from typing_extensions import override
 
+from lit_superposition.analysis.report_schema import Report
 from lit_superposition.analysis import plotting
 from lit_superposition.analysis.crossover import crossing, switch
 from lit_superposition.analysis.learned_vs_theory import optimal_template
@@ -68,7 +69,7 @@ class CrossoverReport(Callback):
         if not 0 <= self.feature < pl_module.model.n_features:
             raise ConfigError(f"CrossoverReport feature {self.feature} out of range: features are 0..{pl_module.model.n_features - 1}")
 
-    def extend_report(self, report: dict[str, Any], trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def extend_report(self, report: Report, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Add ``crossover`` to ``report.json``, and draw the figure."""
         repeats = report["repeats"]
         rows = report["instances"]

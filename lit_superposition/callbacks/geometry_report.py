@@ -18,10 +18,10 @@ from lit_superposition.analysis import geometry, neurons
 from lit_superposition.analysis.learned_vs_theory import compare_with_kgons
 from lit_superposition.analysis.theory_scope import kgons_apply
 from lit_superposition.analysis.files import atomic_write_text
+from lit_superposition.analysis.report_schema import REPORT_FILE, Report
 from lit_superposition.errors import ConfigError
 from lit_superposition.protocols import CallOutputs, ReportExtension
 
-REPORT_FILE = "report.json"
 #: Step keys of the evaluation batches: far beyond any training step, so never a training batch.
 EVAL_STEP_BASE = 10**9
 
@@ -82,7 +82,7 @@ class GeometryReport(pl.Callback):
 
         trainer = pl.Trainer(callbacks=[GeometryReport(n_eval_batches=4)])
         trainer.fit(module, data)
-        report = json.loads((Path(trainer.log_dir) / "report.json").read_text())
+        report = json.loads((Path(trainer.log_dir) / REPORT_FILE).read_text())
     """
 
     def __init__(
@@ -101,7 +101,7 @@ class GeometryReport(pl.Callback):
             raise ConfigError(f"max_rows must be a positive integer, got {max_rows!r}")
         self.threshold, self.angle_tolerance = threshold, angle_tolerance
         self.n_eval_batches, self.max_rows, self.print_table = n_eval_batches, max_rows, print_table
-        self.report: dict[str, Any] | None = None
+        self.report: Report | None = None
         self._last_losses: Tensor | None = None
 
     @torch.no_grad()
@@ -116,7 +116,7 @@ class GeometryReport(pl.Callback):
             return (total / self.n_eval_batches).cpu()
         return self._last_losses.cpu()
 
-    def build(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+    def build(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Report:
         """The report as a JSON-ready dict."""
         model = pl_module.model
         W, b = model.W.detach().cpu(), model.b.detach().cpu()  # (n_instances, d_hidden, n_features), (n_instances, n_features)
@@ -198,7 +198,7 @@ class GeometryReport(pl.Callback):
             "instances": instances,
         }
 
-    def table(self, report: dict[str, Any]) -> Table:
+    def table(self, report: Report) -> Table:
         """The report as a rich table for an 80-column terminal (the first ``max_rows`` instances).
 
         The swept quantity gets a column; with more than 8 features, the geometry column counts the

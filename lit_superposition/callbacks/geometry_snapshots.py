@@ -16,6 +16,7 @@ from typing_extensions import override
 from lit_superposition.analysis import plotting
 from lit_superposition.analysis.geometry import classify_2d
 from lit_superposition.analysis.files import atomic_torch_save
+from lit_superposition.analysis.report_schema import SNAPSHOT_FILE
 from lit_superposition.callbacks.base import (
     MeasurementCallback,
     instance_labels,
@@ -25,7 +26,6 @@ from lit_superposition.callbacks.base import (
 from lit_superposition.errors import ConfigError
 from lit_superposition.steps import AnyOf, AtSteps, EveryNSteps
 
-SNAPSHOT_FILE = "snapshots.pt"
 MAX_POLYGONS = 64  # cells of the default polygon grid
 MAX_HEATMAPS = 8  # WᵀW heatmaps by default
 

@@ -11,6 +11,7 @@ from pytorch_lightning.callbacks import Callback
 from rich.table import Table
 from typing_extensions import override
 
+from lit_superposition.analysis.report_schema import Report
 from lit_superposition.analysis import phases, plotting, theory
 from lit_superposition.callbacks.base import tensorboard_writer
 from lit_superposition.errors import ConfigError
@@ -71,7 +72,7 @@ class PhaseDiagram(Callback):
         applies = self.theory and phases_apply(model, data.values, pl_module.target, bool(data.feature_sets))
         return model.exact_theory if applies else None
 
-    def extend_report(self, report: dict[str, Any], trainer: pl.Trainer, pl_module: pl.LightningModule) -> Table:
+    def extend_report(self, report: Report, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Table:
         """Add ``phase`` to every instance and ``grid`` to ``report.json``; draw and log the map."""
         grid, rows, repeats = self._grid, report["instances"], report["repeats"]
         W = pl_module.model.W.detach().cpu()  # (n_instances, d_hidden, n_features)

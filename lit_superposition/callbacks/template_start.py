@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 from typing_extensions import override
 
+from lit_superposition.analysis.report_schema import Report
 from lit_superposition.analysis import theory
 from lit_superposition.analysis.geometry import polygon_name
 from lit_superposition.analysis.learned_vs_theory import optimal_template
@@ -136,7 +136,7 @@ class TemplateStart(Callback):
         if trainer.ckpt_path is None and self._state is not None:
             pl_module.model.set_initial_state(self._state)
 
-    def extend_report(self, report: dict[str, Any], trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def extend_report(self, report: Report, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Add each instance's ``start`` (``"xavier"`` or ``"<name> template"``) to ``report.json``."""
         for entry, start in zip(report["instances"], self.starts):
             entry["start"] = start

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 from typing_extensions import override
 
+from lit_superposition.analysis.report_schema import Report
 from lit_superposition.threads import ThreadChoice, choose_threads, free_cores, step_work, user_threads
 
 
@@ -47,7 +47,7 @@ class ThreadPolicy(Callback):
             torch.set_num_threads(self._previous)
             self._previous = None
 
-    def extend_report(self, report: dict[str, Any], trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def extend_report(self, report: Report, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Add ``threads`` (``threads``, ``reason``, ``source``) to ``report.json``."""
         if self.choice is not None:
             report["threads"] = {**self.choice.as_dict(), "used": torch.get_num_threads()}

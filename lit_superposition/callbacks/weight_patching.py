@@ -10,6 +10,7 @@ from pytorch_lightning.callbacks import Callback
 from rich.table import Table
 from typing_extensions import override
 
+from lit_superposition.analysis.report_schema import PATCH_ROLES, Report
 from lit_superposition.errors import ConfigError
 from lit_superposition.analysis.patching import (
     Triple,
@@ -87,9 +88,9 @@ class WeightPatching(Callback):
 
     def instance_roles(self) -> list[str]:
         """What each instance of the run is: ``base``, ``patched`` and ``donor`` per triple."""
-        return [role for _ in self.triples for role in ("base", "patched", "donor")]
+        return [role for _ in self.triples for role in PATCH_ROLES]
 
-    def extend_report(self, report: dict[str, Any], trainer: pl.Trainer, pl_module: pl.LightningModule) -> Table:
+    def extend_report(self, report: Report, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Table:
         """Add ``triples`` and ``flip_rate`` to the end-of-fit report and return their table."""
         geometries = [str(instance["geometry"]) for instance in report["instances"]]
         report.update(summarize_triples(self.triples, geometries))

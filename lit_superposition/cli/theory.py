@@ -14,6 +14,7 @@ from rich.table import Table
 from lit_superposition.analysis import plotting, theory
 from lit_superposition.analysis.files import atomic_write_text
 from lit_superposition.analysis.geometry import polygon_name
+from lit_superposition.analysis.report_schema import REPORT_FILE
 from lit_superposition.cli.messages import command_parser
 from lit_superposition.errors import ConfigError
 
@@ -41,7 +42,7 @@ def _learned(run: str | None) -> list[dict[str, Any]]:
     """The run's instances (k = their directions, loss = their expected loss), or nothing."""
     if run is None:
         return []
-    path = Path(run) / "report.json"
+    path = Path(run) / REPORT_FILE
     if not Path(run).is_dir():
         raise ConfigError(f"--run {run!r} is not a run directory")
     if not path.is_file():

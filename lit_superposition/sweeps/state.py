@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_superposition.analysis.files import atomic_write_text
+from lit_superposition.analysis.report_schema import REPORT_FILE
 from lit_superposition.analysis.sweep_report import SWEEP_FILE, headline
 from lit_superposition.sweeps.plan import Plan
 
@@ -106,7 +107,7 @@ class SweepRecord:
 
     def _report(self, run_id: str) -> dict[str, Any] | None:
         if run_id not in self._reports:
-            path = self.directory.run_dir(run_id) / "report.json"
+            path = self.directory.run_dir(run_id) / REPORT_FILE
             try:
                 self._reports[run_id] = json.loads(path.read_text()) if path.is_file() else None
             except json.JSONDecodeError:
