@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, cli_env
 
 NUMBER = r"\d+\.\d\d"
@@ -74,3 +76,23 @@ def test_scaling_benchmark_prints_the_scaling_line_last(tmp_path):
     (last,) = _last_lines(result, 1)
     assert re.fullmatch(rf"scaling shared hexagon={NUMBER}", last), last
     assert "sharded: N on 2" in result.stdout and "two: 2 × N/2" in result.stdout
+
+
+def test_sae_benchmark_prints_the_padded_and_batched_lines_last(tmp_path):
+    result = _benchmark("sae", "--smoke", cwd=tmp_path)
+    padded, batched = _last_lines(result, 2)
+    assert re.fullmatch(rf"padded/grouped pentagon=({NUMBER}) geometry=({NUMBER})", padded), padded
+    match = re.fullmatch(rf"sae batched/loop pentagon=({NUMBER}) geometry=({NUMBER})", batched)
+    assert match, batched
+    assert all(float(ratio) > 0 for ratio in match.groups())
+    assert "loop (ARENA)" in result.stdout and "torch" in result.stdout  # the table and the versions
+
+
+def test_llc_benchmark_prints_the_speedup_line_last(tmp_path):
+    pytest.importorskip("devinterp")
+    result = _benchmark("llc", "--smoke", cwd=tmp_path)
+    (last,) = _last_lines(result, 1)
+    match = re.fullmatch(rf"llc instances=4 speedup=({NUMBER})", last)
+    assert match, last
+    assert float(match.group(1)) > 0
+    assert "batched" in result.stdout and "devinterp" in result.stdout and "torch" in result.stdout  # the table and the versions
