@@ -90,6 +90,8 @@ class SparseFeatureDataModule(pl.LightningDataModule):
             an error, not a warning: ``|x| = x`` there, so the run would silently train plain
             reconstruction under a name that says computation, and every measurement of it would
             answer a question nobody asked.
+        exactly_one_active: Chen et al.'s (2023) law: exactly one feature is active in every point,
+            chosen uniformly, its value drawn as usual (``feature_probability`` is then ``1/n_features``).
         grid: A phase diagram's grid of settings (:class:`~lit_superposition.data.grid.PhaseGrid`):
             one feature's importance by a feature's (or every feature's) probability, ``repeats``
             instances per point; it sets the probability per point over ``feature_probability``,
@@ -117,6 +119,7 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         values: Values = "uniform",
         target: Target = "identity",
         grid: PhaseGrid | None = None,
+        exactly_one_active: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("n_instances", n_instances), ("n_features", n_features), ("batch_size", batch_size)):
@@ -134,6 +137,12 @@ class SparseFeatureDataModule(pl.LightningDataModule):
                 " so |x| = x and the run would train plain reconstruction (use target 'identity')"
             )
         check_repeats(repeats, n_instances)
+        if exactly_one_active:
+            if anticorrelated_sets or correlated_sets or grid is not None:
+                raise ConfigError("exactly_one_active makes every feature one anticorrelated set: give no other sets and no grid")
+            # One anticorrelated set of every feature at p = 1/n: the set is always active, one feature each time.
+            feature_probability, anticorrelated_sets = 1.0 / n_features, [list(range(n_features))]
+        self.exactly_one_active = exactly_one_active
         self.n_instances, self.n_features, self.repeats = n_instances, n_features, repeats
         self.batch_size, self.data_seed, self.instance_data = batch_size, data_seed, instance_data
         self.values, self.target = values, target
@@ -256,7 +265,8 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         """What defines the data: a checkpoint of other data is not resumed with this one."""
         return {
             "feature_probability": self.feature_probability.tolist(), "values": self.values, "target": self.target,
-            "instance_data": self.instance_data, "correlated_sets": self.feature_sets.correlated_sets,
+            "instance_data": self.instance_data, "exactly_one_active": self.exactly_one_active,
+            "correlated_sets": self.feature_sets.correlated_sets,
             "anticorrelated_sets": self.feature_sets.anticorrelated_sets,
         }
 

@@ -141,3 +141,17 @@ def test_bad_sets_raise_one_clear_line(kwargs, message):
         SparseFeatureDataModule(**kwargs)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_exactly_one_active_is_chen_et_al_s_law():
+    from scipy.stats import chisquare
+
+    data = SparseFeatureDataModule(2, 6, exactly_one_active=True, batch_size=6000)
+    x = data.make_batch(3)  # (2, 6000, 6)
+    assert ((x != 0).sum(dim=2) == 1).all()  # exactly one active feature in every point
+    counts = (x[0] != 0).sum(dim=0).tolist()
+    assert chisquare(counts).pvalue > 1e-3  # chosen uniformly
+    active = x[x != 0]
+    assert 0 < float(active.min()) and float(active.max()) <= 1  # the usual magnitudes
+    with pytest.raises(ConfigError, match="exactly_one_active makes every feature one anticorrelated set"):
+        SparseFeatureDataModule(2, 6, exactly_one_active=True, correlated_sets=[[0, 1]])
