@@ -16,6 +16,7 @@ from lit_superposition.data.grid import PhaseGrid
 from lit_superposition.data.specs import SpecLike, resolve_importance
 from lit_superposition.errors import ConfigError
 from lit_superposition.models import model_class
+from lit_superposition.models.packed import PackedSets
 from lit_superposition.protocols import CallOutputs, StepOutputs
 from lit_superposition.steps import StepLoop
 
@@ -115,16 +116,21 @@ class LitToyModel(pl.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    def objective(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The loss and the per-feature loss of a batch ``x`` ``(n_instances, batch, n_features)``.
+    def objective(self, x: Tensor | PackedSets) -> tuple[Tensor, Tensor]:
+        """The loss and the per-feature loss of a batch: ``(n_instances, batch, n_features)`` points, or
+        every instance's finite training set (:class:`~lit_superposition.data.PackedSets`).
 
         Returns:
             The scalar loss and the ``(n_instances, n_features)`` per-feature loss (importance-weighted,
-            averaged over the batch).
+            averaged over each instance's own points).
         """
-        # None: reconstruct x itself (and the ReLU-output model keeps its fused pass).
-        target = x.abs() if self.target == "abs" else None  # (n_instances, batch, n_features)
-        per_feature_loss = self.model.per_feature_loss(x, self.importance, target=target)  # (n_instances, n_features)
+        if isinstance(x, PackedSets):
+            target = x.x.abs() if self.target == "abs" else None  # (n_rows, CHUNK, n_features)
+            per_feature_loss = self.model.per_feature_loss_of_sets(x, self.importance, target)  # (n_instances, n_features)
+        else:
+            # None: reconstruct x itself (and the ReLU-output model keeps its fused pass).
+            target = x.abs() if self.target == "abs" else None  # (n_instances, batch, n_features)
+            per_feature_loss = self.model.per_feature_loss(x, self.importance, target=target)  # (n_instances, n_features)
         return per_feature_loss.mean(dim=1).sum(), per_feature_loss
 
     @override

@@ -100,6 +100,19 @@ def dimensionality(W: Tensor, threshold: float = 0.5) -> Tensor:
     return torch.where(norms > threshold, D, torch.zeros_like(D))
 
 
+def data_dimensionality(H: Tensor) -> Tensor:
+    """Each data point's dimensionality, ``D_t = ‖h_t‖⁴ / Σ_j (h_t · h_j)²`` (Anthropic 2023): the feature
+    formula applied to the hidden vectors ``h_t = W x_t`` of a set's points. All-zero points get 0.
+
+    Args:
+        H: ``(n_instances, d_hidden, n_points)``: one instance's points' hidden vectors per row.
+
+    Returns:
+        ``(n_instances, n_points)``.
+    """
+    return dimensionality(H, threshold=EPS)
+
+
 def interference(W: Tensor) -> Tensor:
     """Superposition of each feature with the others, ``Σ_{g≠f} (Ŵ_f · W_g)²``: ``(n_instances, n_features)``."""
     norms, denominator = _overlaps(W)

@@ -15,20 +15,21 @@ from lit_superposition.models.base import ToyModel
 KGON_THEORY = "relu_output"
 
 
-def exact_loss_applies(model: ToyModel, values: str, target: str) -> bool:
-    """Whether :func:`~lit_superposition.analysis.theory.expected_loss` computes this model's loss on this data."""
-    return model.exact_theory is not None and values == "uniform" and target == "identity"
+def exact_loss_applies(model: ToyModel, values: str, target: str, scale_points: str = "none") -> bool:
+    """Whether :func:`~lit_superposition.analysis.theory.expected_loss` computes this model's loss on this data
+    (magnitudes uniform on (0, 1], not rescaled, reconstructed)."""
+    return model.exact_theory is not None and values == "uniform" and target == "identity" and scale_points == "none"
 
 
-def kgons_apply(model: ToyModel, values: str, target: str) -> bool:
+def kgons_apply(model: ToyModel, values: str, target: str, scale_points: str = "none") -> bool:
     """Whether the k-gon family (templates, best k) is this model's: the 2-D ReLU-output model's."""
-    return exact_loss_applies(model, values, target) and model.exact_theory == KGON_THEORY and model.d_hidden == 2
+    return exact_loss_applies(model, values, target, scale_points) and model.exact_theory == KGON_THEORY and model.d_hidden == 2
 
 
-def phases_apply(model: ToyModel, values: str, target: str, feature_sets: bool) -> bool:
+def phases_apply(model: ToyModel, values: str, target: str, feature_sets: bool, scale_points: str = "none") -> bool:
     """Whether theory's phase candidates cover this model (small, independent features)."""
     return (
-        exact_loss_applies(model, values, target)
+        exact_loss_applies(model, values, target, scale_points)
         and model.exact_theory in INTEGRATED_VARIANTS
         and model.d_hidden <= MAX_THEORY_HIDDEN
         and model.n_features <= MAX_THEORY_FEATURES

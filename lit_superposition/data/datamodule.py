@@ -11,6 +11,18 @@ import torch
 from torch import Tensor
 from typing_extensions import override
 
+from lit_superposition.data.finite import (
+    TEST_SET_KEY,
+    TRAINING_SET_KEY,
+    DatasetSizeLike,
+    PackedSets,
+    PointScaling,
+    check_point_scaling,
+    draw_set,
+    pack,
+    resolve_dataset_size,
+    scale_to_unit_norm,
+)
 from lit_superposition.data.grid import PhaseGrid
 from lit_superposition.data.sets import FeatureSets, signed_map
 from lit_superposition.data.specs import SpecLike, check_repeats, resolve_feature_probability
@@ -21,6 +33,10 @@ Values = Literal["uniform", "signed"]
 Target = Literal["identity", "abs"]
 
 _MASK64 = (1 << 64) - 1
+
+#: Step keys from here on are evaluation draws (the end-of-fit report's): fresh points of the law,
+#: also in a run with finite training sets. Training never reaches them.
+EVALUATION_STEP = 10**9
 
 #: Instances per draw in independent mode: block ``k`` (instances ``64k`` to ``64k + 63``) has its own
 #: generator seed, so a rank that trains a slice of the instances (instance sharding) draws only the
@@ -90,6 +106,15 @@ class SparseFeatureDataModule(pl.LightningDataModule):
             an error, not a warning: ``|x| = x`` there, so the run would silently train plain
             reconstruction under a name that says computation, and every measurement of it would
             answer a question nobody asked.
+        dataset_size: Finite data (Anthropic 2023): each instance trains on a fixed set of this many
+            points, drawn once from the same law (:mod:`~lit_superposition.data.finite`): one
+            number, one per setting, or a spec over the settings (e.g. ``LogSweep``, rounded); null
+            (default) is the endless stream.
+        full_batch: With ``dataset_size``: every step trains on each instance's whole set (the
+            paper's); false: on ``batch_size`` points drawn from it each step.
+        scale_points: ``"unit_norm"`` scales every point to norm 1 (all-zero points stay zero), as the
+            finite-data paper and ARENA do; ``"none"`` (default) keeps them.
+        test_size: With ``dataset_size``: points per instance of the held-out test set (its own seed).
         exactly_one_active: Chen et al.'s (2023) law: exactly one feature is active in every point,
             chosen uniformly, its value drawn as usual (``feature_probability`` is then ``1/n_features``).
         grid: A phase diagram's grid of settings (:class:`~lit_superposition.data.grid.PhaseGrid`):
@@ -120,9 +145,14 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         target: Target = "identity",
         grid: PhaseGrid | None = None,
         exactly_one_active: bool = False,
+        dataset_size: DatasetSizeLike | None = None,
+        full_batch: bool = True,
+        scale_points: PointScaling = "none",
+        test_size: int = 1024,
     ) -> None:
         super().__init__()
-        for name, value in (("n_instances", n_instances), ("n_features", n_features), ("batch_size", batch_size)):
+        for name, value in (("n_instances", n_instances), ("n_features", n_features), ("batch_size", batch_size),
+                            ("test_size", test_size)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if instance_data not in ("shared", "independent"):
@@ -143,6 +173,12 @@ class SparseFeatureDataModule(pl.LightningDataModule):
             # One anticorrelated set of every feature at p = 1/n: the set is always active, one feature each time.
             feature_probability, anticorrelated_sets = 1.0 / n_features, [list(range(n_features))]
         self.exactly_one_active = exactly_one_active
+        check_point_scaling(scale_points)
+        self.dataset_size = resolve_dataset_size(dataset_size, n_instances, repeats)  # T_i per instance, or None
+        self.full_batch, self.scale_points, self.test_size = full_batch, scale_points, test_size
+        self._sets: dict[torch.device, PackedSets] = {}
+        self._test_sets: dict[torch.device, Tensor] = {}
+        self._points: dict[torch.device, Tensor] = {}
         self.n_instances, self.n_features, self.repeats = n_instances, n_features, repeats
         self.batch_size, self.data_seed, self.instance_data = batch_size, data_seed, instance_data
         self.values, self.target = values, target
@@ -210,18 +246,24 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         stream's of the same seed only where ``u`` is within a grid point or two of ``p`` (a
         probability of a few 2^-24 per feature and sample).
 
+        With ``dataset_size`` a training step's batch comes from the training sets instead: every
+        set, packed (:class:`~lit_superposition.data.finite.PackedSets`), or ``batch_size`` points
+        of each; step keys from :data:`EVALUATION_STEP` on still draw fresh points of the law.
+
         Returns:
             ``(n_instances, batch_size, n_features)`` features (``n_instances`` of the slice), laid out
             in memory with the batch axis contiguous (``x.transpose(1, 2)`` is contiguous): the layout in which the model's products
             are fastest.
         """
         device = torch.device(device)
+        if self.dataset_size is not None and step < EVALUATION_STEP:
+            return self._finite_batch(step, device, instances)
         start, *_, generator = self._device_state(device, instances)
         seed = step_seed(self.data_seed, rank, step)
         if self.instance_data == "shared":
             generator.manual_seed(seed)
             u = torch.rand(1, self.batch_size, self.n_features, device=start.device, generator=generator)
-            return self.values_of(u, instances)
+            return self._scaled(self.values_of(u, instances))
         rows = slice(0, self.n_instances) if instances is None else instances
         # Each block of DRAW_BLOCK instances has its own seed: a slice draws only the blocks it overlaps.
         first, end = rows.start // DRAW_BLOCK, -(-rows.stop // DRAW_BLOCK)
@@ -234,7 +276,11 @@ class SparseFeatureDataModule(pl.LightningDataModule):
         offset = first * DRAW_BLOCK
         if rows.start != offset or rows.stop != offset + len(u):
             u = u[rows.start - offset:rows.stop - offset]
-        return self.values_of(u, instances)
+        return self._scaled(self.values_of(u, instances))
+
+    def _scaled(self, x: Tensor) -> Tensor:
+        """``x`` as the law gives it: each point at unit norm where ``scale_points`` says so."""
+        return scale_to_unit_norm(x) if self.scale_points == "unit_norm" else x
 
     def values_of(self, u: Tensor, instances: slice | None = None) -> Tensor:
         """The batch :meth:`make_batch` returns for the uniforms ``u``, on ``u``'s device.
@@ -261,11 +307,70 @@ class SparseFeatureDataModule(pl.LightningDataModule):
             xT.masked_fill_(xT == 0, torch.finfo(xT.dtype).tiny)
         return torch.nn.functional.threshold_(xT, -1.0, 0.0).transpose(1, 2)  # x > -1 kept, the rest +0
 
+    def _draw_points(self, instance: int, n_points: int, key: int, device: torch.device) -> Tensor:
+        """``n_points`` points of instance ``instance`` from the stream's law, ``(n_points, n_features)``.
+
+        Each instance has its own generator (independent mode) or all share one (shared mode), so a
+        set never depends on the other instances.
+        """
+        row = instance if self.instance_data == "independent" else 0
+        generator = torch.Generator(device=device).manual_seed(step_seed(self.data_seed, 1 + row, key))
+        u = torch.rand(1, n_points, self.n_features, device=device, generator=generator)
+        return self.values_of(u, instances=slice(instance, instance + 1))[0]
+
+    def training_sets(self, device: torch.device | str = "cpu") -> PackedSets:
+        """Every instance's training set on ``device``, packed (drawn once, the first time)."""
+        device = torch.empty(0, device=device).device
+        if self.dataset_size is None:
+            raise ConfigError("this run has no training sets: data.dataset_size is null (the endless stream)")
+        if device not in self._sets:
+            sets = [draw_set(lambda i, n, key: self._draw_points(i, n, key, device), i, size, TRAINING_SET_KEY, self.scale_points)
+                    for i, size in enumerate(self.dataset_size)]
+            self._sets[device] = pack(sets, self.n_features)
+        return self._sets[device]
+
+    def test_set(self, device: torch.device | str = "cpu") -> Tensor:
+        """Every instance's held-out test points ``(n_instances, test_size, n_features)``, from a seed of their own."""
+        device = torch.empty(0, device=device).device
+        if device not in self._test_sets:
+            points = [draw_set(lambda i, n, key: self._draw_points(i, n, key, device), i, self.test_size, TEST_SET_KEY, self.scale_points)
+                      for i in range(self.n_instances)]
+            self._test_sets[device] = torch.stack(points).transpose(1, 2).contiguous().transpose(1, 2)
+        return self._test_sets[device]
+
+    def _finite_batch(self, step: int, device: torch.device, instances: slice | None) -> PackedSets | Tensor:
+        if instances is not None:
+            raise ConfigError("data.dataset_size trains whole sets in one process: instance sharding splits a stream, not a set")
+        sets = self.training_sets(device)
+        if self.full_batch:
+            return sets
+        # batch_size points of each set, with replacement, keyed by the step: exact resume.
+        generator = torch.Generator(device=device).manual_seed(step_seed(self.data_seed, 0, step))
+        u = torch.rand(self.n_instances, self.batch_size, device=device, generator=generator)
+        chosen = (u * sets.sizes.to(device).unsqueeze(1)).long()  # (n_instances, batch): each set's own points
+        points = self._point_major(device)[sets.point_index(chosen)]  # (n_instances, batch, n_features)
+        return points.transpose(1, 2).contiguous().transpose(1, 2)
+
+    def _point_major(self, device: torch.device) -> Tensor:
+        """The packed points as ``(n_rows * CHUNK, n_features)``, for drawing minibatches (made once)."""
+        if device not in self._points:
+            self._points[device] = self.training_sets(device).x.reshape(-1, self.n_features)
+        return self._points[device]
+
+    @override
+    def setup(self, stage: str) -> None:
+        if self.dataset_size is not None and self.trainer is not None and self.trainer.world_size > 1:
+            raise ConfigError(
+                "data.dataset_size trains each instance on its whole set in one process: run it on one device"
+                " (instance sharding and DDP split a stream, not a set)"
+            )
+
     def definition(self) -> dict[str, Any]:
         """What defines the data: a checkpoint of other data is not resumed with this one."""
         return {
             "feature_probability": self.feature_probability.tolist(), "values": self.values, "target": self.target,
             "instance_data": self.instance_data, "exactly_one_active": self.exactly_one_active,
+            "dataset_size": self.dataset_size, "full_batch": self.full_batch, "scale_points": self.scale_points,
             "correlated_sets": self.feature_sets.correlated_sets,
             "anticorrelated_sets": self.feature_sets.anticorrelated_sets,
         }

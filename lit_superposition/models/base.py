@@ -21,13 +21,14 @@ analysis and the CLI may use of a model, and nothing more:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from lit_superposition.models.init import resolve_init_seeds, xavier_columns
+from lit_superposition.models.packed import PackedSets
 
 
 class ToyModel(nn.Module):
@@ -122,19 +123,56 @@ class ToyModel(nn.Module):
         """``x'`` of the same shape as ``x``, ``(n_instances, batch, n_features)``."""
         raise NotImplementedError
 
-    def per_feature_loss(self, x: Tensor, importance: Tensor | float = 1.0, target: Tensor | None = None) -> Tensor:
-        """The importance-weighted loss per instance and feature, ``mean_batch I · (target - x')²``.
+    def rows(self, instances: Tensor) -> dict[str, Tensor]:
+        """Every trained tensor's rows ``instances`` (an index per row; an instance may repeat), by name."""
+        return {name: getattr(self, name)[instances] for name in self.parameter_names}
+
+    def forward_with(self, tensors: Mapping[str, Tensor], x: Tensor) -> Tensor:
+        """:meth:`forward` on other tensors of this variant, with as many rows as ``x`` has (e.g. :meth:`rows`)."""
+        return torch.func.functional_call(self, dict(tensors), (x,), strict=False)
+
+    def per_feature_loss(
+        self,
+        x: Tensor,
+        importance: Tensor | float = 1.0,
+        target: Tensor | None = None,
+        instances: Tensor | None = None,
+        weights: Tensor | None = None,
+    ) -> Tensor:
+        """The importance-weighted loss per row of ``x`` and feature, ``mean_batch I · (target - x')²``.
 
         Args:
-            x: ``(n_instances, batch, n_features)`` inputs.
-            importance: Anything that broadcasts to ``(n_instances, n_features)``.
+            x: ``(n_rows, batch, n_features)`` inputs; row ``r`` is instance ``r`` unless ``instances`` says.
+            importance: Anything that broadcasts to ``(n_rows, n_features)``.
             target: What ``x'`` should be (default: ``x`` itself, a reconstruction).
+            instances: ``(n_rows,)``: the instance of each row (rows of one instance may repeat, e.g.
+                the chunks of a finite training set).
+            weights: ``(n_rows, batch)``: each point's weight; the loss is then ``Σ_batch w · I · (target - x')²``
+                instead of the mean (0 leaves a point out).
 
         Returns:
-            ``(n_instances, n_features)``.
+            ``(n_rows, n_features)``.
         """
         target = x if target is None else target
-        return (target - self(x)).square().mean(dim=1) * importance
+        x_hat = self(x) if instances is None else self.forward_with(self.rows(instances), x)
+        squared = (target - x_hat).square()  # (n_rows, batch, n_features)
+        if weights is None:
+            return squared.mean(dim=1) * importance
+        return torch.einsum("rbf,rb->rf", squared, weights) * importance
+
+    def per_feature_loss_of_sets(self, sets: PackedSets, importance: Tensor, target: Tensor | None = None) -> Tensor:
+        """Each instance's loss on its own finite training set: ``(n_instances, n_features)``.
+
+        Every row (a chunk of one instance's points) is computed with its instance's tensors, and an
+        instance's rows, weighted ``1 / T_i`` per point, sum to the mean over its own points.
+
+        Args:
+            sets: The packed points (:class:`~lit_superposition.models.packed.PackedSets`).
+            importance: ``(n_instances, n_features)``.
+            target: ``(n_rows, CHUNK, n_features)``: what ``x'`` should be (default: the points).
+        """
+        rows = self.per_feature_loss(sets.x, importance[sets.instances], target, sets.instances, sets.weights)  # (n_rows, n_features)
+        return rows.new_zeros(sets.n_instances, rows.shape[1]).index_add_(0, sets.instances, rows)
 
     def extra_repr(self) -> str:
         return f"n_instances={self.n_instances}, n_features={self.n_features}, d_hidden={self.d_hidden}"
