@@ -299,16 +299,23 @@ class LLCEstimate:
     warnings: tuple[ChainWarning, ...] = field(default=())
 
     def record(self, instance: int) -> dict[str, Any]:
-        """One instance's estimate as plain JSON-ready values: mean, std, per chain, ``L_n(w*)``, the
-        resolved hyperparameters and the warnings' messages (NaN where :attr:`std` is NaN)."""
+        """One instance's estimate as plain values for strict JSON: mean, std, per chain, ``L_n(w*)``, the
+        resolved hyperparameters and the warnings' messages. A value that is not finite (the std of one
+        chain, the λ̂ of a diverged chain) is ``None`` (JSON ``null``): a warning says why."""
         return {
-            "mean": float(self.mean[instance]),
-            "std": float(self.std[instance]),
-            "per_chain": [float(v) for v in self.per_chain[instance]],
-            "init_loss": float(self.init_loss[instance]),
+            "mean": _finite_or_none(self.mean[instance]),
+            "std": _finite_or_none(self.std[instance]),
+            "per_chain": [_finite_or_none(v) for v in self.per_chain[instance]],
+            "init_loss": _finite_or_none(self.init_loss[instance]),
             "settings": asdict(self.settings),
             "warnings": [w.message for w in self.warnings if w.instance == instance],
         }
+
+
+def _finite_or_none(value: Tensor) -> float | None:
+    """``float(value)``, or None where it is NaN or infinite (strict JSON has neither)."""
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def estimate_llc(

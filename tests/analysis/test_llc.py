@@ -189,7 +189,12 @@ def test_the_model_and_the_global_random_state_are_left_alone():
 def test_the_counter_based_randomness_is_splitmix64_and_normal():
     from scipy import stats
 
-    from lit_superposition.data.datamodule import _splitmix64
+    def reference(x: int) -> int:
+        """SplitMix64's output function on Python integers, as its author wrote it (Vigna 2015)."""
+        x = (x + 0x9E3779B97F4A7C15) % 2**64
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) % 2**64
+        return x ^ (x >> 31)
 
     def signed(values: list[int]) -> torch.Tensor:
         return torch.tensor([v - 2**64 if v >= 2**63 else v for v in values])
@@ -199,7 +204,7 @@ def test_the_counter_based_randomness_is_splitmix64_and_normal():
     vector = [6457827717110365317, 3203168211198807973, 9817491932198370423, 4593380528125082431, 16408922859458223821]
     assert [int(h) % 2**64 for h in splitmix64(states)] == vector
     values = [0, 1, 7, 2**63 - 1, 2**63, 2**64 - 1, 0x9E3779B97F4A7C15, *range(1000, 1100)]
-    assert [int(h) % 2**64 for h in splitmix64(signed(values))] == [_splitmix64(v) for v in values]
+    assert [int(h) % 2**64 for h in splitmix64(signed(values))] == [reference(v) for v in values]
     keys = torch.arange(4000)
     z = normals(keys, 50)  # (4000, 50)
     assert stats.kstest(z.flatten().double().numpy(), "norm").pvalue > 1e-3
@@ -250,6 +255,16 @@ def test_the_record_is_json_with_the_resolved_hyperparameters():
     assert record["settings"]["nbeta"] == pytest.approx(1000 / math.log(1000))
     assert record["settings"]["epsilon"] == pytest.approx(0.3 / record["settings"]["nbeta"])
     assert record["settings"]["gamma"] == pytest.approx(record["settings"]["nbeta"] / 400)
+
+
+def test_the_record_of_one_chain_or_a_diverged_chain_is_strict_json():
+    """No NaN in report.json: the std of one chain and a diverged chain's λ̂ are null, with a warning for the latter."""
+    settings = LLCSettings(n=1000, n_chains=1, n_draws=8, n_burnin=2, batch_size=64)
+    importance = torch.tensor([[1.0], [1e7]])  # instance 1's steps are far too large: it diverges
+    estimate = estimate_llc(identity_model(3, n_instances=2), chen_points(1000, 3), settings, importance)
+    calm, diverged = (json.loads(json.dumps(estimate.record(i), allow_nan=False)) for i in (0, 1))
+    assert calm["std"] is None and calm["mean"] == pytest.approx(float(estimate.mean[0]))
+    assert diverged["mean"] is None and diverged["per_chain"] == [None] and "not finite" in diverged["warnings"][0]
 
 
 # --- bad input ------------------------------------------------------------------------------------
