@@ -11,8 +11,13 @@ from tests.conftest import assert_bad_input, run_command, run_in_process
 
 @pytest.mark.slow
 def test_hexagon_patch_config_flips_the_shipped_pentagon_seeds_to_hexagons(tmp_path):
-    # The config's full 10,000-step schedule: the claim is about its shipped seeds as they stand.
-    result = run_command("fit", "--config", "hexagon_patch.yaml", "--report_page=false", cwd=tmp_path, timeout=900)
+    # The config's full 10,000-step schedule: the claim is about its shipped seeds as they stand. A second
+    # config adds a callback of the user's under trainer.callbacks, as the README suggests: the patch stays.
+    (tmp_path / "with_my_callback.yaml").write_text(
+        "trainer:\n  callbacks:\n    - class_path: pytorch_lightning.callbacks.LearningRateMonitor\n"
+    )
+    result = run_command("fit", "--config", "hexagon_patch.yaml", "--config", "with_my_callback.yaml", "--report_page=false",
+                         cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "runs" / "hexagon_patch" / "version_0" / "report.json").read_text())
     assert len(report["triples"]) == 3

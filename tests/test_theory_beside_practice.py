@@ -26,7 +26,7 @@ def test_the_theory_command_prints_the_table_and_writes_json_that_matches_the_ev
         W, b = theory.kgon_weights(solution["k"], 6, solution["norm"], solution["bias"], 0.057 / 2)
         exact = theory.expected_loss(W, b, 0.057).per_instance.item()
         assert exact == pytest.approx(solution["loss"], rel=1e-9)
-    assert (tmp_path / "kgon_losses.png").stat().st_size > 10_000
+    assert (tmp_path / "kgon_losses_n6_p0.057.png").stat().st_size > 10_000  # named by its setting
 
 
 @pytest.mark.parametrize(

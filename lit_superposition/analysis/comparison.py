@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
-
-import numpy as np
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from lit_superposition.analysis.run_files import Run
 from lit_superposition.errors import ConfigError
+
+if TYPE_CHECKING:  # matplotlib loads with the figure: comparing runs, and refusing bad ones, needs none of it
+    from matplotlib.figure import Figure
 
 #: Config keys that differ between runs without changing what was trained.
 IGNORED = ("trainer.logger", "ckpt_path", "trainer.enable_progress_bar", "trainer.enable_model_summary", "progress_bar")
@@ -48,9 +48,19 @@ def run_labels(runs: list[Run]) -> list[str]:
     flat = [_with_defaults(flatten(run.config)) for run in runs]
     keys = sorted({key for f in flat for key in f if not key.startswith(IGNORED)})
     differing = [key for key in keys if len({repr(f.get(key)) for f in flat}) > 1]
-    # A class that differs explains its own init_args: show the class, then only the arguments of equal classes.
-    classes = [key.removesuffix(".class_path") for key in differing if key.endswith(".class_path")]
-    shown = [key for key in differing if key.endswith(".class_path") or not any(key.startswith(c + ".") for c in classes)]
+    # A class explains its own init_args: an argument is shown only where runs of one class differ in
+    # it (two AdamW runs at two learning rates), and one a config leaves out is the class's default.
+    def differs_within_a_class(key: str) -> bool:
+        owner, _, argument = key.partition(".init_args.")
+        if not argument:
+            return True
+        values: dict[str, set[str]] = {}
+        for f in flat:
+            if f.get(key) is not None:
+                values.setdefault(repr(f.get(f"{owner}.class_path")), set()).add(repr(f[key]))
+        return any(len(v) > 1 for v in values.values())
+
+    shown = [key for key in differing if differs_within_a_class(key)]
     labels = [", ".join(_short(key, f.get(key)) for key in shown) or run.directory.name for f, run in zip(flat, runs)]
     if len(set(labels)) < len(labels):  # identical configs: tell them apart by directory
         labels = [f"{label} ({run.directory.parent.name}/{run.directory.name})" for label, run in zip(labels, runs)]
@@ -97,18 +107,24 @@ def _geometry(row: dict[str, Any]) -> str:
 
 
 def counts_figure(comparison: dict[str, Any]) -> Figure:
-    """Stacked bars: how many seeds end in each geometry, one bar per run."""
+    """Stacked bars: how many seeds end in each geometry, one bar per run (its label's settings a line each)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
     labels = comparison["labels"]
     geometries = sorted({g for counts in comparison["counts"].values() for g in counts})
-    fig = Figure(figsize=(1.6 + 1.4 * len(labels), 4.0), dpi=90)
+    lines = [label.split(", ") for label in labels]
+    width = max(len(line) for label in lines for line in label)  # characters of the longest setting
+    # The legend sits beside the bars (never over one) and the layout makes room for it and the labels.
+    fig = Figure(figsize=(2.6 + len(labels) * max(1.4, 0.075 * width), 3.2 + 0.16 * max(map(len, lines))), dpi=90,
+                 layout="constrained")
     ax = fig.add_subplot()
     bottom = np.zeros(len(labels))
     for k, geometry in enumerate(geometries):
         heights = np.array([comparison["counts"][label].get(geometry, 0) for label in labels], dtype=float)
         ax.bar(range(len(labels)), heights, bottom=bottom, label=geometry, color=f"C{k % 10}")
         bottom += heights
-    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_xticks(range(len(labels)), ["\n".join(label) for label in lines], fontsize=8)
     ax.set_ylabel("instances (init seeds)")
-    ax.legend(fontsize=8, title="geometry")
-    fig.tight_layout()
+    ax.legend(fontsize=8, title="geometry", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return fig

@@ -158,12 +158,14 @@ def dimensionality_sweep(W: Tensor, feature_probability: Tensor, threshold: floa
     p = feature_probability.detach().cpu().float()
     p = p[:, 0] if p.ndim == 2 else p  # (n_instances,)
     x = (1.0 / p).numpy()
-    order = np.argsort(x)
     dims = geometry.dimensions_per_feature(W).numpy()
     D = geometry.dimensionality(W, threshold).numpy()  # (n_instances, n_features)
     fig = Figure(figsize=(6.5, 6.0), dpi=80)
     top, bottom = fig.subplots(2, 1, sharex=True)
-    top.plot(x[order], dims[order], marker="o", ms=3)
+    # Several instances may share a p (repeats, seeds): dots for each, a line through their mean.
+    ps, where = np.unique(x, return_inverse=True)
+    top.plot(ps, np.bincount(where, weights=dims) / np.bincount(where), lw=1.2)
+    top.scatter(x, dims, s=9, zorder=3)
     top.set_ylabel("dimensions per feature\nd_hidden / ‖W‖²_F")
     top.axhline(1.0, color="0.8", lw=0.8, ls="--")
     top.axhline(0.5, color="0.8", lw=0.8, ls="--")
@@ -307,34 +309,40 @@ def feature_curves(panels: dict[str, dict[int, tuple[Sequence[int], Sequence[flo
     return fig
 
 
-def feature_bars(W: Tensor, instances: Sequence[int] | None = None, titles: Sequence[str] | None = None) -> Figure:
+def feature_bars(
+    W: Tensor, instances: Sequence[int] | None = None, titles: Sequence[str] | None = None, threshold: float = 0.0,
+) -> Figure:
     """‖W_f‖ per feature, one row per instance, coloured by how much the feature shares its dimension.
 
     The colour is the interference ``Σ_{j≠f} (Ŵ_f·W_j)²`` (dark: a dimension of its own; bright:
-    superposition), as the Anthropic paper and seed 003 draw it.
+    superposition), as the Anthropic paper and seed 003 draw it. A feature at or below ``threshold``
+    is grey: it is not represented, and its direction alone (``Ŵ_f``) says nothing of sharing.
 
     Args:
         W: ``(n_instances, d_hidden, n_features)``.
         instances: Which instances (default: all).
         titles: One label per row.
+        threshold: Norm at or below which a feature counts as not represented (0: colour every feature).
     """
     W, chosen = _select(W, instances)
     titles = titles or [f"instance {i}" for i in chosen]
     norms = geometry.feature_norms(W).numpy()  # (n, n_features)
-    shared = geometry.interference(W).numpy()
+    shared = geometry.interference(W).numpy()  # (n, n_features)
+    represented = norms > threshold
     n, n_features = norms.shape
     fig = Figure(figsize=(1.2 + 0.3 * n_features + 2.0, 0.45 * n + 1.2), dpi=90)
     ax = fig.add_subplot()
     cmap = plt.get_cmap("viridis")
-    limit = max(1.0, float(shared.max())) if n else 1.0
+    limit = max(1.0, float(shared[represented].max())) if represented.any() else 1.0
     for row in range(n):
         bottoms = row - 0.4 + np.arange(n_features) * (0.8 / n_features)  # one thin bar per feature
-        ax.barh(bottoms, norms[row], height=0.8 / n_features, align="edge", color=cmap(shared[row] / limit))
+        colors = np.where(represented[row][:, None], cmap(shared[row] / limit), matplotlib.colors.to_rgba("0.75"))
+        ax.barh(bottoms, norms[row], height=0.8 / n_features, align="edge", color=colors)
     ax.set_yticks(range(n), titles, fontsize=7)
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_xlabel("‖W_f‖ (bars top to bottom: features 0, 1, …)", fontsize=8)
     mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, limit), cmap=cmap)
-    fig.colorbar(mappable, ax=ax, label="interference Σ_{j≠f} (Ŵ_f·W_j)²")
+    fig.colorbar(mappable, ax=ax, label=r"interference $\sum_{j \neq f}\,(\hat{W}_f \cdot W_j)^2$")
     fig.tight_layout()
     return fig
 

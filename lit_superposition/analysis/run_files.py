@@ -9,18 +9,42 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_superposition.analysis.report_schema import CONFIG_FILE, REPORT_FILE, SNAPSHOT_FILE, Report
 from lit_superposition.errors import ConfigError
 
+if TYPE_CHECKING:  # torch and tensorboard load when a run is read: a bad path is answered without them
+    import torch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+#: What TensorBoard warns ("... Purging expired events") when it reads a resumed run's events: the
+#: resume dropped the stopped run's steps after its checkpoint on purpose (``purge_step``).
+RESUME_NOTICES = re.compile(r"Detected out of order event\.step")
+
+
+@contextmanager
+def _resume_notices_dropped() -> Iterator[None]:
+    """Within: TensorBoard's notices about a resumed run's events are dropped (its logger only, undone after)."""
+    logger = logging.getLogger("tensorboard")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not RESUME_NOTICES.match(str(record.msg))
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 @dataclass
@@ -48,13 +72,21 @@ class Run:
 
     @cached_property
     def _events(self) -> EventAccumulator:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
         events = EventAccumulator(str(self.directory), size_guidance={"scalars": 0, "images": 1})
-        events.Reload()
+        with _resume_notices_dropped():
+            events.Reload()
         return events
 
     def scalar_tags(self) -> list[str]:
         """Every scalar tag in the run's TensorBoard events."""
         return list(self._events.Tags().get("scalars", []))
+
+    def curve_instances(self, quantities: Sequence[str]) -> set[int]:
+        """The instances with per-feature curves (``QUANTITY/instance_NNN/feature_FF``) of any of ``quantities``."""
+        pattern = re.compile(rf"(?:{'|'.join(map(re.escape, quantities))})/instance_(\d+)/feature_\d+$")
+        return {int(match.group(1)) for tag in self.scalar_tags() if (match := pattern.match(tag))}
 
     def curves(self, quantity: str, instance: int) -> dict[int, tuple[list[int], list[float]]]:
         """Per-feature curves of ``QUANTITY/instance_NNN/feature_FF``: ``{feature: (steps, values)}``."""
@@ -67,8 +99,8 @@ class Run:
         return dict(sorted(curves.items()))
 
 
-def load_run(directory: str | Path) -> Run:
-    """Read a run directory, or raise a one-line :class:`ConfigError` saying what is missing."""
+def check_run_directory(directory: str | Path) -> Path:
+    """The path of ``directory``'s ``report.json``, or a one-line :class:`ConfigError` saying what is missing."""
     path = Path(directory)
     if not path.is_dir():
         raise ConfigError(f"run directory {str(directory)!r} does not exist")
@@ -77,6 +109,13 @@ def load_run(directory: str | Path) -> Run:
         raise ConfigError(
             f"{str(directory)!r} has no {REPORT_FILE}: not a finished run directory (expected runs/<config>/version_N)"
         )
+    return report_path
+
+
+def load_run(directory: str | Path) -> Run:
+    """Read a run directory, or raise a one-line :class:`ConfigError` saying what is missing."""
+    path = Path(directory)
+    report_path = check_run_directory(path)
     try:
         report = json.loads(report_path.read_text())
     except json.JSONDecodeError as error:
@@ -84,5 +123,7 @@ def load_run(directory: str | Path) -> Run:
     config_path = path / CONFIG_FILE
     config = yaml.safe_load(config_path.read_text()) or {} if config_path.is_file() else {}
     snapshot_path = path / SNAPSHOT_FILE
+    import torch
+
     snapshots = torch.load(snapshot_path, map_location="cpu", weights_only=True) if snapshot_path.is_file() else None
     return Run(directory=path, report=report, config=config, snapshots=snapshots)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +19,19 @@ from lit_superposition.analysis import geometry, neurons
 from lit_superposition.analysis.learned_vs_theory import compare_with_kgons
 from lit_superposition.analysis.theory_scope import kgons_apply
 from lit_superposition.analysis.files import atomic_write_text
-from lit_superposition.analysis.report_schema import REPORT_FILE, Report
+from lit_superposition.analysis.console import natural_width, table_console
+from lit_superposition.analysis.report_schema import REPORT_FILE, InstanceReport, Report
+from lit_superposition.data.datamodule import EVALUATION_STEP
 from lit_superposition.errors import ConfigError
+from lit_superposition.models.computation import COMPUTED_THRESHOLD, ComputationModel
 from lit_superposition.protocols import CallOutputs, ReportExtension
 
-#: Step keys of the evaluation batches: far beyond any training step, so never a training batch.
-EVAL_STEP_BASE = 10**9
 
 
 def _theory_applies(trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
     """The k-gon theory's setting: the 2-D ReLU-output model reconstructing magnitudes uniform on (0, 1]."""
-    return kgons_apply(pl_module.model, trainer.datamodule.values, pl_module.target)
+    data = trainer.datamodule
+    return kgons_apply(pl_module.model, data.values, pl_module.target, data.scale_points)
 
 
 def _probability_text(p: list[float]) -> str:
@@ -41,6 +44,35 @@ def _relative(loss: float | None, reference: float | None) -> str:
     if loss is None or reference is None:
         return "-"
     return f"{100 * (loss / reference - 1):+.1f}%"
+
+
+def _cells(row: InstanceReport, many: bool) -> dict[str, str]:
+    """An instance's table cells, by column."""
+    if isinstance(row["geometry"], str):
+        geometry_text = f"regular {row['geometry']}" if row.get("regular") else row["geometry"]
+    elif many:
+        geometry_text = " ".join(f"{n}×{label}" for label, n in Counter(row["geometry"]).most_common())
+    else:
+        geometry_text = " ".join(row["geometry"])
+    cells = {
+        "inst": str(row["index"]), "seed": str(row["init_seed"]), "loss": f"{row['loss']:.5f}",
+        "repr": f"{len(row['represented'])}/{len(row['feature_norms'])}", "dirs": str(row["n_directions"]),
+        "geometry": geometry_text, "‖W_f‖": " ".join(f"{x:.2f}" for x in row["feature_norms"]),
+        "vs k-gon": _relative(row.get("expected_loss"), row.get("kgon_loss")),
+        "vs best": _relative(row.get("expected_loss"), row.get("best_kgon_loss")),
+    }
+    if "setting" in row:
+        cells.update({"set": str(row["setting"]), "rep": f"{row['repeat']}{'*' if row['best_repeat'] else ''}"})
+    if "feature_probability" in row:
+        cells["p"] = _probability_text(row["feature_probability"])
+    if "computed" in row:
+        # Every computed feature has one or both of its sign-halves: the surplus is the features with both.
+        cells.update({"computed": str(len(row["computed"])), "both signs": str(row["computed_signs"] - len(row["computed"]))})
+    return cells
+
+
+#: What a console too narrow for the whole table leaves out, in this order (all of it is in report.json).
+NARROW_CONSOLE_LEAVES_OUT = ("‖W_f‖", "vs best", "vs k-gon", "dirs")
 
 
 class GeometryReport(pl.Callback):
@@ -111,7 +143,7 @@ class GeometryReport(pl.Callback):
         if self.n_eval_batches:
             total = 0
             for k in range(self.n_eval_batches):
-                x = data.make_batch(EVAL_STEP_BASE + k, device=pl_module.device)  # (n_instances, batch, n_features)
+                x = data.make_batch(EVALUATION_STEP + k, device=pl_module.device)  # (n_instances, batch, n_features)
                 total = total + pl_module.objective(x)[1]
             return (total / self.n_eval_batches).cpu()
         return self._last_losses.cpu()
@@ -136,6 +168,8 @@ class GeometryReport(pl.Callback):
         p = getattr(trainer.datamodule, "feature_probability", None) if trainer.datamodule is not None else None
         importance = pl_module.importance.detach().cpu()  # (n_instances, n_features)
         neuron_share = neuron_top = None
+        # The computation variant's result: which features' |x| it computes, and for which signs.
+        computed_signs = model.computed_signs().cpu() if issubclass(model.variant_class, ComputationModel) else None  # (2, n_instances, n_features)
         if model.privileged_basis:
             neuron_share, neuron_top = neurons.top_feature_share(W), neurons.top_feature(W)  # (n_instances, d_hidden) each
         instances = []
@@ -157,6 +191,9 @@ class GeometryReport(pl.Callback):
             if isinstance(p, Tensor):
                 entry["feature_probability"] = p[i].tolist()
             entry["importance"] = importance[i].tolist()
+            if computed_signs is not None:
+                entry["computed"] = torch.nonzero(computed_signs[:, i].any(dim=0)).flatten().tolist()
+                entry["computed_signs"] = int(computed_signs[:, i].sum())
             if neuron_share is not None:
                 entry["neurons"] = [
                     {"top_feature": int(f), "top_share": float(s), "weights": w}
@@ -193,65 +230,56 @@ class GeometryReport(pl.Callback):
             "repeats": repeats,
             "loss_definition": (
                 f"mean over features of the importance-weighted per-feature loss on {self.n_eval_batches} fresh "
-                f"batches (step keys {EVAL_STEP_BASE}..)" if self.n_eval_batches else "the last training step's loss"
+                f"batches (step keys {EVALUATION_STEP}..)" if self.n_eval_batches else "the last training step's loss"
             ),
             "instances": instances,
         }
 
-    def table(self, report: Report) -> Table:
-        """The report as a rich table for an 80-column terminal (the first ``max_rows`` instances).
+    def table(self, report: Report, leave_out: Collection[str] = ()) -> Table:
+        """The report as a rich table (the first ``max_rows`` instances).
 
         The swept quantity gets a column; with more than 8 features, the geometry column counts the
         features at each dimensionality label instead of listing them, and the norms are left out.
+        The computation variant gets its computed features and sign-halves. On a narrow console the
+        geometry and the norms wrap (never cut); the other columns keep their width.
+
+        Args:
+            report: The report.
+            leave_out: Columns to leave out (of :data:`NARROW_CONSOLE_LEAVES_OUT`, for a narrow console).
         """
         rows = report["instances"]
         repeats = report["repeats"] > 1
-        more = f"{len(rows) - self.max_rows} more instances in {REPORT_FILE}; " if len(rows) > self.max_rows else ""
-        best_ks = sorted({row["best_k"] for row in rows if "best_k" in row})
-        theory_note = (f"; vs k-gon / vs best: expected loss above the optimal k-gon of the instance's own k / of the "
-                       f"best k ({', '.join(map(str, best_ks))})" if best_ks else "")
-        table = Table(title=f"geometry at step {report['step']}", caption=(
-            f"{more}loss: each instance's own (mean over features; train/loss sums the instances){theory_note}"
-        ))
         swept = len({tuple(row.get("feature_probability") or ()) for row in rows}) > 1
         many = report["n_features"] > 8
-        theory_columns = any("kgon_loss" in row for row in rows)
-        columns = ("inst", "seed", *(("set", "rep") if repeats else ()), *(("p",) if swept else ()), "loss",
-                   *(("vs k-gon", "vs best") if theory_columns else ()),
-                   "repr", *(("dirs",) if report["d_hidden"] == 2 else ()), "geometry", *(() if many else ("‖W_f‖",)))
-        body = []
+        theory = any("kgon_loss" in row for row in rows)
+        computed = all("computed" in row for row in rows)
+        columns = [
+            "inst", "seed", *(("set", "rep") if repeats else ()), *(("p",) if swept else ()), "loss",
+            *(("vs k-gon", "vs best") if theory else ()), *(("computed", "both signs") if computed else ()),
+            "repr", *(("dirs",) if report["d_hidden"] == 2 else ()), "geometry", *(() if many else ("‖W_f‖",)),
+        ]
+        left_out = [column for column in columns if column in leave_out]
+        columns = [column for column in columns if column not in leave_out]
+        notes = [f"{len(rows) - self.max_rows} more instances in {REPORT_FILE}"] if len(rows) > self.max_rows else []
+        notes.append("loss: each instance's own (mean over features; train/loss sums the instances)")
+        best_ks = sorted({row["best_k"] for row in rows if "best_k" in row})
+        if "vs k-gon" in columns or "vs best" in columns:
+            notes.append("vs k-gon / vs best: expected loss above the optimal k-gon of the instance's own k / of the "
+                         f"best k ({', '.join(map(str, best_ks))})")
+        if computed:
+            notes.append(f"computed: features whose |x| the model computes (gain above {COMPUTED_THRESHOLD} for a lone "
+                         "positive or negative x_f); both signs: how many of those for both signs")
+        if left_out:
+            notes.append(f"left out for the console's width: {', '.join(left_out)} (all in {REPORT_FILE})")
+        table = Table(title=f"geometry at step {report['step']}", caption="; ".join(notes))
+        for column in columns:
+            wraps = column in ("geometry", "‖W_f‖")
+            # The short columns keep their full width; on a narrow console the geometry and the norms
+            # wrap between words and numbers, so no name or number is ever cut.
+            table.add_column(column, justify="left" if wraps or column == "repr" else "right", no_wrap=not wraps, overflow="fold")
         for row in rows[: self.max_rows]:
-            if isinstance(row["geometry"], str):
-                geometry_text = f"regular {row['geometry']}" if row.get("regular") else row["geometry"]
-            elif many:
-                counts = Counter(row["geometry"])
-                geometry_text = " ".join(f"{n}×{label}" for label, n in counts.most_common())
-            else:
-                geometry_text = " ".join(row["geometry"])
-            cells = [str(row["index"]), str(row["init_seed"])]
-            if repeats:
-                cells += [str(row["setting"]), f"{row['repeat']}{'*' if row['best_repeat'] else ''}"]
-            if swept:
-                cells += [_probability_text(row["feature_probability"])]
-            cells += [f"{row['loss']:.5f}"]
-            if theory_columns:
-                cells += [_relative(row.get("expected_loss"), row.get("kgon_loss")),
-                          _relative(row.get("expected_loss"), row.get("best_kgon_loss"))]
-            cells += [f"{len(row['represented'])}/{len(row['feature_norms'])}"]
-            if report["d_hidden"] == 2:
-                cells += [str(row["n_directions"])]
-            cells += [geometry_text]
-            if not many:
-                cells += [" ".join(f"{x:.2f}" for x in row["feature_norms"])]
-            body.append(cells)
-        for k, column in enumerate(columns):
-            squeezable = column in ("geometry", "‖W_f‖")
-            # Every column but the geometry and the norms keeps its full width; on a narrow console those give way.
-            width = None if squeezable else max([len(column), *(len(cells[k]) for cells in body)])
-            table.add_column(column, justify="left" if squeezable or column == "repr" else "right", no_wrap=True,
-                             min_width=width, overflow="ellipsis")
-        for cells in body:
-            table.add_row(*cells)
+            cells = _cells(row, many)
+            table.add_row(*(cells[column] for column in columns))
         return table
 
     def next_required_step(self, trainer: pl.Trainer, step: int) -> int | None:
@@ -282,7 +310,22 @@ class GeometryReport(pl.Callback):
         self.report = report
         atomic_write_text(json.dumps(report, indent=1), self._run_dir / REPORT_FILE)
         if self.print_table:
-            console = Console()
-            console.print(self.table(report))
-            for table in extra_tables:
-                console.print(table)
+            self.print_tables(report, extra_tables)
+
+    def print_tables(self, report: Report, extra_tables: Sequence[Table] = (), console: Console | None = None) -> None:
+        """Print the report's table and the extensions' tables, none of them cut.
+
+        Args:
+            report: The report.
+            extra_tables: The report extensions' tables, printed after this one.
+            console: Where to print (default: :func:`~lit_superposition.analysis.console.table_console`:
+                the terminal's width, or the tables' own when the output is redirected).
+        """
+        tables = [self.table(report), *extra_tables]
+        console = console or table_console(*tables)
+        for k in range(1, len(NARROW_CONSOLE_LEAVES_OUT) + 1):  # a narrow terminal: fewer columns, rather than cut ones
+            if natural_width(console, tables[0]) <= console.width:
+                break
+            tables[0] = self.table(report, leave_out=NARROW_CONSOLE_LEAVES_OUT[:k])
+        for table in tables:
+            console.print(table)

@@ -41,8 +41,7 @@ class PhaseDiagram(Callback):
 
     Example::
 
-        trainer:
-          callbacks:
+        experiment:  # beside trainer.callbacks: a config that adds a callback of its own keeps this one
             - class_path: lit_superposition.callbacks.PhaseDiagram
     """
 
@@ -69,7 +68,7 @@ class PhaseDiagram(Callback):
     def _theory_variant(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str | None:
         """The theory's name of the variant where theory applies, else None."""
         data, model = trainer.datamodule, pl_module.model
-        applies = self.theory and phases_apply(model, data.values, pl_module.target, bool(data.feature_sets))
+        applies = self.theory and phases_apply(model, data.values, pl_module.target, bool(data.feature_sets), data.scale_points)
         return model.exact_theory if applies else None
 
     def extend_report(self, report: Report, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Table:

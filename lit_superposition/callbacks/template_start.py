@@ -102,7 +102,7 @@ class TemplateStart(Callback):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         model = pl_module.model
-        if not kgons_apply(model, trainer.datamodule.values, pl_module.target):
+        if not kgons_apply(model, trainer.datamodule.values, pl_module.target, trainer.datamodule.scale_points):
             raise ConfigError(
                 "TemplateStart needs the 2-D relu_output model on uniform values with target 'identity' (the k-gon"
                 f" theory's), got {model.variant_class.__name__} with d_hidden={model.d_hidden}"

@@ -43,8 +43,7 @@ class WeightPatching(Callback):
 
     Example::
 
-        trainer:
-          callbacks:
+        experiment:  # beside trainer.callbacks: a config that adds a callback of its own keeps this one
             - class_path: lit_superposition.callbacks.WeightPatching
               init_args:
                 triples: [{base_seed: 0, donor_seed: 30, features: [5]}]
@@ -100,7 +99,7 @@ class WeightPatching(Callback):
         for row in report["triples"]:
             donor = str(row["donor_seed"]) if row["donor_seed"] is not None else Path(row["donor_file"]).name
             table.add_row(
-                str(row["base_seed"]), donor, str(row["features"]), row["base_geometry"],
+                str(row["base_seed"]), donor, ", ".join(map(str, row["features"])), row["base_geometry"],
                 row["patched_geometry"], row["donor_geometry"], "yes" if row["flipped"] else "no",
             )
         return table

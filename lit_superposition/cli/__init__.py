@@ -12,8 +12,9 @@ from typing import Any
 
 from lit_superposition.cli.configs import bundled_configs, resolve_config_path
 from lit_superposition.cli.main import main
+from lit_superposition.cli.messages import quiet_lightning
 
-__all__ = ["LitSuperpositionCLI", "build_cli", "bundled_configs", "main", "resolve_config_path"]
+__all__ = ["LitSuperpositionCLI", "build_cli", "bundled_configs", "main", "quiet_lightning", "resolve_config_path"]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,9 @@ import logging
 import re
 import sys
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 from jsonargparse import ArgumentParser
 
@@ -18,22 +21,49 @@ def command_parser(command: str, description: str) -> ArgumentParser:
     return ArgumentParser(prog=f"lit-superposition {command}", description=description, exit_on_error=False, allow_abbrev=False)
 
 
-def quiet_lightning() -> None:
-    """Silence Lightning's notices that say nothing about this run."""
-    for message in (
-        r".*args parameter is intended to run from within Python.*",  # main() always passes args
-        r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning internals on newer torch
-    ):
-        warnings.filterwarnings("ignore", message=message)
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_drop_empty_notices)  # added once
+#: Lightning's warnings that say nothing about a run of this framework.
+QUIET_WARNINGS = (
+    r".*args parameter is intended to run from within Python.*",  # main() always passes args
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning 2.6's internals on torch 2.13
+)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Within this block, Lightning's notices that say nothing about the run are dropped.
+
+    Scoped, not global: the warning filters and the logging filter are undone when the block ends.
+    With ``enable_model_summary=False`` a plain ``pl.Trainer`` then prints only what the run's own
+    callbacks print.
+
+    Example::
+
+        with quiet_lightning():
+            trainer = pl.Trainer(max_steps=500, enable_model_summary=False, callbacks=[...])
+            trainer.fit(module, datamodule)
+    """
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+
+    def keep(record: logging.LogRecord) -> bool:  # this block's own filter: a nested block's end leaves it in place
+        return _drop_empty_notices(record)
+
+    with warnings.catch_warnings():
+        for message in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        logger.addFilter(keep)
+        try:
+            yield
+        finally:
+            logger.removeFilter(keep)
 
 
 def _drop_empty_notices(record: logging.LogRecord) -> bool:
-    # An advert, and accelerators that are absent: neither says anything about this run, and on a
-    # CPU they would stand between a one-line error and the user.
-    # "`Trainer.fit` stopped: `max_steps` reached" is printed on the progress bar's line and says
-    # what the run was asked to do anyway.
-    return not re.match(r"💡 Tip|(GPU|TPU|HPU) available: False|`Trainer.fit` stopped: `max_steps=", str(record.msg))
+    # Adverts, and accelerators that are absent: neither says anything about this run, and on a
+    # CPU they would stand between a one-line error and the user. "`Trainer.fit` stopped:
+    # `max_steps` reached" says what the run was asked to do; "Restoring states from the
+    # checkpoint" is said by the resume's own line.
+    return not re.match(r"💡 Tip|(GPU|TPU|HPU) available: False|`Trainer.fit` stopped: `max_steps=|Restor(ing|ed all) states from the checkpoint",
+                        str(record.msg))
 
 
 def _type_name(text: str) -> str:
@@ -134,20 +164,57 @@ SECTIONS = {
 }
 
 
+def _settings(section: str) -> list[str]:
+    """The settings a config section accepts: its class's ``__init__`` parameters."""
+    import inspect
+
+    module_name, _, class_name = SECTIONS[section].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "args", "kwargs")]
+
+
 def unknown_setting(section: str, option: str) -> str:
     """``data.n_featurs: no such setting; did you mean data.n_features?``"""
     key = f"{section}.{option}"
     if section not in SECTIONS:
         return f"{key}: no such setting"
-    module_name, _, class_name = SECTIONS[section].partition(":")
-    import inspect
-
-    cls = getattr(importlib.import_module(module_name), class_name)
-    names = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "args", "kwargs")]
+    names = _settings(section)
     close = difflib.get_close_matches(option, names, n=1, cutoff=0.6)
     if close:
         return f"{key}: no such setting; did you mean {section}.{close[0]}?"
     return f"{key}: no such setting; {section} has {', '.join(names)}"
+
+
+def unknown_config_setting(args: Sequence[str]) -> str | None:
+    """The first setting of a ``--config`` file that its section does not have, said as :func:`unknown_setting` does.
+
+    jsonargparse reports a required setting left unset before an unknown one, so a typo in a
+    standalone YAML (``data: {n_featurs: 5}``) would read as ``data.n_features: invalid value None``.
+    """
+    import yaml
+
+    from lit_superposition.cli.configs import CONFIG_FLAGS, resolve_config_args
+
+    argv, _ = resolve_config_args(args)
+    paths = [value for flag, value in zip(argv, argv[1:]) if flag in CONFIG_FLAGS]
+    paths += [arg.split("=", 1)[1] for arg in argv if "=" in arg and arg.split("=", 1)[0] in CONFIG_FLAGS]
+    for path in paths:
+        try:
+            config = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue  # the parser says what is wrong with the file itself
+        for section in SECTIONS:
+            settings = config.get(section) if isinstance(config, dict) else None
+            if isinstance(settings, dict) and "class_path" not in settings:
+                unknown = [key for key in settings if key not in _settings(section)]
+                if unknown:
+                    return unknown_setting(section, unknown[0])
+    return None
+
+
+def written(path: str | Path, existed: bool) -> str:
+    """``figure: PATH``, saying so when it replaced a file of that name (nothing is overwritten unsaid)."""
+    return f"{path} (replaced the earlier file)" if existed else str(path)
 
 
 def one_line(message: str, limit: int = 400) -> str:

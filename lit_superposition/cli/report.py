@@ -8,7 +8,6 @@ from pathlib import Path
 from jsonargparse import ArgumentParser
 from rich.console import Console
 
-from lit_superposition.analysis.report_page import write_report
 from lit_superposition.analysis.run_files import load_run
 from lit_superposition.cli.messages import command_parser
 
@@ -27,8 +26,11 @@ def run_report(args: Sequence[str], console: Console | None = None) -> Path:
     """Parse ``args``, write the page, print where it is; returns the path of ``index.html``."""
     config = report_parser().parse_args(list(args))
     run = load_run(config.run_dir)
+    # matplotlib and torch load only for a run that is there: bad input is answered without them
+    from lit_superposition.analysis.report_page import write_report
+
     out = Path(config.out) if config.out else run.directory / "report"
-    console = console or Console()
+    console = console or Console(soft_wrap=True)  # a long path stays on its line, also in a log file
     with console.status(f"drawing the figures of {run.directory}"):
         index = write_report(run, out)
     console.print(f"report page: {index}")

@@ -2,17 +2,19 @@
 
 What a resume may change in a run directory: it continues the TensorBoard curves (new events from
 the checkpoint's step on; the old events stay on disk) and writes a new ``config.yaml``,
-``checkpoints/``, ``snapshots.pt``, ``report.json`` and report page. Before it writes anything, every
-one of those the stopped run left is moved into ``previous/N/`` (N = 1, 2, ... for successive
-resumes): nothing the stopped run wrote is lost. A checkpoint whose model or data differ from the
-config's (variant, shapes, target, importance, grid, feature probabilities, sets, values) is refused
-with one line, before any of that.
+``checkpoints/``, ``snapshots.pt``, ``report.json`` and report page. Before it writes anything,
+everything else in the run directory (all of those, and any figure an analysis command put there)
+is moved, as it is, into ``previous/N/`` (N = 1, 2, ... for successive resumes): nothing the
+stopped run wrote is lost, and no stale figure stays on the new page. A checkpoint whose model or
+data differ from the config's (variant, shapes, target, importance, grid, feature probabilities,
+sets, values) is refused with one line, before any of that.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +75,18 @@ def check_checkpoint_fits(checkpoint: dict[str, Any], module: Any, datamodule: A
         for key in configured:
             if key in stored and stored[key] != configured[key]:
                 raise ConfigError(
-                    f"ckpt_path {path!r} is of another experiment: {section} {key} is {_short(stored[key])} in the checkpoint"
-                    f" but {_short(configured[key])} in the config (resume with the run's config.yaml, or start a new run)"
+                    f"ckpt_path {path!r} is of another experiment: {section} {key} is {_short(key, stored[key])} in the"
+                    f" checkpoint but {_short(key, configured[key])} in the config (resume with the run's config.yaml,"
+                    " or start a new run)"
                 )
 
 
-def _short(value: Any) -> str:
+def _short(key: str, value: Any) -> str:
+    """A stored value as the config writes it (a variant by its ``model.variant`` name), at most 60 characters."""
+    if key == "variant":
+        from lit_superposition.models import VARIANTS
+
+        value = next((name for name, cls in VARIANTS.items() if cls.__name__ == value), value)
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -121,3 +129,27 @@ def keep_previous_files(run: Path, ckpt_path: Path) -> tuple[Path, Path]:
             shutil.move(str(entry), str(kept / entry.name))
     moved = kept / resolved.relative_to(run.resolve())
     return moved, kept
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Raise a one-line :class:`ConfigError` when the run directory ``folder`` cannot be written.
+
+    Tried, not inferred from permission bits (which say nothing to root or on a read-only mount):
+    an unnamed temporary file is made in the nearest folder that exists, and goes with it.
+
+    Args:
+        folder: The run directory fit would write (it need not exist yet).
+        option: The option that moves it, for the message.
+    """
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(
+            f"cannot write the run directory {folder}: {existing.resolve()} is not writable ({reason});"
+            f" choose where runs go with {option} DIR"
+        ) from None

@@ -11,11 +11,9 @@ from jsonargparse import ArgumentParser
 from rich.console import Console
 from rich.table import Table
 
-from lit_superposition.analysis import plotting, theory
-from lit_superposition.analysis.files import atomic_write_text
-from lit_superposition.analysis.geometry import polygon_name
+from lit_superposition.analysis.console import table_console
 from lit_superposition.analysis.report_schema import REPORT_FILE
-from lit_superposition.cli.messages import command_parser
+from lit_superposition.cli.messages import command_parser, written
 from lit_superposition.errors import ConfigError
 
 
@@ -34,7 +32,9 @@ def theory_parser() -> ArgumentParser:
     parser.add_argument("--importance", type=float, default=1.0, help="Every feature's importance.")
     parser.add_argument("--json", type=str | None, default=None, help="Also write the solutions to this JSON file.")
     parser.add_argument("--run", type=str | None, default=None, help="A run directory whose learned losses to overlay.")
-    parser.add_argument("--figure", type=str, default="kgon_losses.png", help="Where to draw loss against k.")
+    parser.add_argument("--out", type=str | None, default=None,
+                        help="Folder for the figure, kgon_losses_n{N}_p{P}.png (default: the --run directory, else the working directory).")
+    parser.add_argument("--figure", type=str | None, default=None, help="Or the figure's own path (default: OUT/kgon_losses_n{N}_p{P}.png).")
     return parser
 
 
@@ -67,6 +67,11 @@ def run_theory(args: Sequence[str], console: Console | None = None) -> dict[str,
     if config.d_hidden != 2:
         raise ConfigError(f"the k-gon family lives in 2 hidden dimensions: d_hidden must be 2, got {config.d_hidden}")
     learned = _learned(config.run)
+    # torch and matplotlib load once the input is known to be good: bad input is answered without them
+    from lit_superposition.analysis import plotting, theory
+    from lit_superposition.analysis.files import atomic_write_text
+    from lit_superposition.analysis.geometry import polygon_name
+
     solutions = theory.kgon_solutions(n, p, importance)
     best = theory.best_kgon(solutions)
     content = {
@@ -80,13 +85,17 @@ def run_theory(args: Sequence[str], console: Console | None = None) -> dict[str,
         table.add_column(column, justify="right" if column in ("k", "loss", "norm", "bias") else "left")
     for s in solutions:
         table.add_row(str(s.k), polygon_name(s.k), f"{s.loss:.6f}", f"{s.norm:.4f}", f"{s.bias:.4f}", "← best" if s.k == best.k else "")
-    console = console or Console()
+    console = console or table_console(table)
     console.print(table)
     if config.json:
+        existed = Path(config.json).exists()
         atomic_write_text(json.dumps(content, indent=1), config.json)
-        console.print(f"solutions written to {config.json}")
-    figure = plotting.kgon_losses(solutions, learned, title=f"{n} features in 2 dimensions, p = {p:g}")
-    Path(config.figure).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(config.figure)
-    console.print(f"figure: {config.figure}")
+        console.print(f"solutions written to {written(config.json, existed)}", highlight=False, markup=False)
+    # Named by its setting: figures of other settings in the same folder stay.
+    name = f"kgon_losses_n{n}_p{p:g}" + (f"_importance{importance:g}" if importance != 1 else "") + ".png"
+    path = Path(config.figure) if config.figure else Path(config.out or config.run or ".") / name
+    existed = path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plotting.kgon_losses(solutions, learned, title=f"{n} features in 2 dimensions, p = {p:g}").savefig(path)
+    console.print(f"figure: {written(path, existed)}", highlight=False, markup=False)
     return content

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import to_rgb
+from matplotlib.colors import to_rgb, to_rgba
 from matplotlib.figure import Figure
 
 from lit_superposition.analysis import plotting
@@ -106,6 +106,20 @@ def test_feature_bars_colour_by_interference():
     assert len(bars) == 6 and [t.get_text() for t in ax.get_yticklabels()] == ["dedicated", "antipodal"]
     assert bars[0].get_width() == pytest.approx(1.0) and bars[2].get_width() == pytest.approx(0.0)
     assert bars[0].get_facecolor() != bars[3].get_facecolor()  # no interference vs interference
+
+
+def test_feature_bars_grey_out_what_is_not_represented_and_label_the_colour_in_mathtext():
+    W = torch.zeros(1, 2, 3)
+    W[0, 0, 0] = 1.0
+    W[0, 0, 1] = 0.3  # along feature 0 but below the threshold: not represented, so not "sharing"
+    W[0, 1, 2] = 1.0
+    fig = plotting.feature_bars(W, threshold=0.5)
+    bars = fig.axes[0].patches
+    assert bars[1].get_facecolor() == pytest.approx(to_rgba("0.75"))
+    assert bars[0].get_facecolor() != pytest.approx(to_rgba("0.75"))
+    label = fig.axes[1].get_ylabel()
+    assert label.count("$") == 2 and "_{j" in label  # markup matplotlib renders (mathtext), not shown raw
+    FigureCanvasAgg(fig).draw()  # and it parses
 
 
 def test_loss_by_swept_colours_by_geometry():

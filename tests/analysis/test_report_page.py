@@ -42,7 +42,12 @@ def test_the_page_has_the_summary_and_every_figure_it_links(patch_run, tmp_path)
     # every member of each triple gets its coloured curves (the instruments chose them by default)
     assert {f"curves_{i:03d}.png" for i in range(9)} <= set(images)
     assert {"polygons.png", "feature_bars.png"} <= set(images)
-    assert any(name.startswith("formation_") for name in images)
+    # how each triple's geometry formed: one figure a triple, its three members a row each
+    assert [name for name in images if name.startswith("formation_")] == [f"formation_triple_{k}.png" for k in range(3)]
+    assert "<td>3</td>" in page and "[3]" not in page  # the patched features as text, not a Python list
+    from PIL import Image
+
+    assert Image.open(tmp_path / "report" / "polygons.png").width >= 800  # two triples a row: the page's width
     assert "http" not in page.replace("http-equiv", "")  # nothing to fetch: readable offline
 
 
@@ -86,3 +91,38 @@ def test_the_best_repeat_table_follows_the_phase_diagram_and_stays_short(tmp_pat
     assert f"the first {MAX_BEST_ROWS} of {n_settings}" in page
     best_table = page[page.index("<h3>Best repeat"):]
     assert best_table.count("<td>digon</td>") == MAX_BEST_ROWS
+
+
+def test_the_best_and_worst_are_chosen_among_the_instances_with_curves():
+    report = {"instances": [{"index": i, "loss": loss} for i, loss in enumerate([0.3, 0.1, 0.5, 0.05, 0.9])]}
+    assert chosen_instances(report) == [(3, "lowest loss"), (4, "highest loss")]
+    assert chosen_instances(report, recorded={0, 1, 2}) == [
+        (1, "lowest loss of the 3 instances with curves"), (2, "highest loss of the 3 instances with curves")]
+    assert chosen_instances(report, recorded=set()) == []
+
+
+def test_a_sweep_page_names_each_instances_p_and_a_phase_diagram_has_no_dimensions_per_feature_line(tmp_path):
+    import torch
+
+    n = 6
+    p = [0.5 ** k for k in range(n)]
+    rows = [{"index": i, "init_seed": i, "loss": 0.01, "geometry": ["1", "1/2"], "represented": [0, 1], "n_directions": 2,
+             "feature_probability": [p[i]] * 2, "importance": [1.0, 1.0 + (i % 2)]} for i in range(n)]
+    report = {"step": 10, "n_instances": n, "n_features": 2, "d_hidden": 1, "repeats": 2, "threshold": 0.5,
+              "instances": [{**row, "setting": i // 2, "best_repeat": i % 2 == 0} for i, row in enumerate(rows)]}
+    W = torch.ones(1, n, 1, 2)  # (n_snapshots, n_instances, d_hidden, n_features)
+    run = Run(tmp_path, report, snapshots={"step": torch.tensor([10]), "W": W, "b": torch.zeros(1, n, 2)})
+    page = write_report(run, tmp_path / "report").read_text()
+    assert "loss_by_swept.png" in page and "dimensionality_sweep.png" not in page  # importance varies with p: no 1/p line
+    assert "<td>1 1/2</td>" in page and "'1/2'" not in page  # the best-repeat table's geometry as text
+    same_importance = Run(tmp_path, {**report, "instances": [{**row, "importance": [1.0, 1.0]} for row in report["instances"]]},
+                          snapshots=run.snapshots)
+    assert "dimensionality_sweep.png" in write_report(same_importance, tmp_path / "report").read_text()
+    assert "p = 0.25, seed 2" in summary_labels(same_importance)
+
+
+def summary_labels(run: Run) -> str:
+    """The instance labels the page's figures carry."""
+    from lit_superposition.analysis.report_page import _label
+
+    return " ".join(_label(row, swept=True) for row in run.report["instances"])

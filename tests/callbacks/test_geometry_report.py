@@ -14,8 +14,10 @@ from rich.table import Table
 
 from lit_superposition.analysis.geometry import FRACTION_TOLERANCE
 from lit_superposition.callbacks import GeometryReport
-from lit_superposition.callbacks.geometry_report import EVAL_STEP_BASE
+from lit_superposition.data import EVALUATION_STEP
 from lit_superposition.errors import ConfigError
+from lit_superposition.data import SparseFeatureDataModule
+from lit_superposition.module import LitToyModel
 from tests.callbacks.conftest import make_trainer, small_setup
 
 KEYS = {"index", "init_seed", "loss", "represented", "n_directions", "geometry", "feature_norms", "dimensionality"}
@@ -33,7 +35,7 @@ def test_report_has_the_documented_keys_and_values(tmp_path, capsys):
     assert report["step"] == 10 and report["d_hidden"] == 2 and len(report["instances"]) == 3
     W = module.model.W.detach()
     with torch.no_grad():
-        expected = sum(module.objective(data.make_batch(EVAL_STEP_BASE + k))[1] for k in range(2)) / 2
+        expected = sum(module.objective(data.make_batch(EVALUATION_STEP + k))[1] for k in range(2)) / 2
     for i, entry in enumerate(report["instances"]):
         assert KEYS <= set(entry) and "setting" not in entry
         assert entry["index"] == i and entry["init_seed"] == i
@@ -94,3 +96,28 @@ def test_bad_arguments_raise_config_error():
         GeometryReport(n_eval_batches=-1)
     with pytest.raises(ConfigError, match="angle_tolerance"):
         GeometryReport(angle_tolerance=120)
+
+
+def test_the_computation_variant_reports_its_computed_features_and_sign_halves(tmp_path, capsys):
+    module = LitToyModel(n_instances=2, n_features=6, d_hidden=4, variant="computation", init_seeds=0, target="abs")
+    data = SparseFeatureDataModule(n_instances=2, n_features=6, batch_size=64, feature_probability=0.3, values="signed", target="abs")
+    with torch.no_grad():  # instance 0 computes feature 0 for both signs (neurons 0, 1) and features 1, 2 for one each
+        model = module.model
+        model.W[0].zero_(), model.W_out[0].zero_()
+        for neuron, feature, sign in ((0, 0, 1.0), (1, 0, -1.0), (2, 1, 1.0), (3, 2, -1.0)):
+            model.W[0, neuron, feature], model.W_out[0, feature, neuron] = sign, 1.0
+    trainer, _ = make_trainer(tmp_path, [GeometryReport(n_eval_batches=1)], max_steps=2)
+    trainer.fit(module, data)
+    W, W_out = model.W.detach(), model.W_out.detach()  # (2, d_hidden, n_features), (2, n_features, d_hidden)
+    report = read_report(trainer)["instances"]
+    assert (report[0]["computed"], report[0]["computed_signs"]) == ([0, 1, 2], 4)
+    # Feature f's gain for a lone +1 and a lone -1 input, through the hidden ReLU; computed above 0.5.
+    for i, entry in enumerate(report):
+        gains = torch.stack([torch.stack([W_out[i, f] @ (sign * W[i, :, f]).relu() for f in range(6)]) for sign in (1, -1)])
+        assert entry["computed"] == [f for f in range(6) if (gains[:, f] > 0.5).any()]
+        assert entry["computed_signs"] == int((gains > 0.5).sum())
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if "computed" in line and "┃" in line)
+    row = next(line for line in printed.splitlines() if line.startswith("│") and line.split("│")[1].strip() == "0")
+    cells = dict(zip([c.strip() for c in header.split("┃")], [c.strip() for c in row.split("│")]))
+    assert (cells["computed"], cells["both signs"]) == ("3", "1")

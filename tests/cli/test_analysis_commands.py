@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from lit_superposition.cli import build_cli, main
-from tests.conftest import assert_bad_input, run_command
+from tests.conftest import assert_bad_input, run_command, run_in_process
 
 QUIET = ["--trainer.enable_progress_bar=false", "--instruments.geometry_snapshots.n_snapshots=4"]
 
@@ -51,7 +51,14 @@ def test_compare_lines_up_the_seeds_and_labels_runs_by_what_differs(runs, tmp_pa
         report = json.loads((runs[run] / "report.json").read_text())
         assert [row[label] for row in comparison["seeds"]] == [entry["geometry"] for entry in report["instances"]]
         assert sum(comparison["counts"][label].values()) == 8
-    assert (tmp_path / "comparison.png").is_file() and "optimizer=SGD" in result.stdout
+    # The figure beside the runs (their folder), never in the working directory; a second one says it replaced it.
+    figure = runs["adamw"].parent / "comparison.png"
+    assert figure.is_file() and not (tmp_path / "comparison.png").exists() and "optimizer=SGD" in result.stdout
+    assert f"figure: {figure}" in result.stdout.replace("\n", "") and "replaced" not in result.stdout
+    again = run_in_process("compare", str(runs["adamw"]), str(runs["sgd"]), "--out", "figures", cwd=tmp_path)
+    assert again.returncode == 0 and (tmp_path / "figures" / "comparison.png").is_file()
+    third = run_in_process("compare", str(runs["adamw"]), str(runs["sgd"]), "--out", "figures", cwd=tmp_path)
+    assert "figures/comparison.png (replaced the earlier file)" in third.stdout.replace("\n", "")
 
 
 def test_bad_input_of_the_analysis_commands_is_one_line(runs, in_tmp, capsys):

@@ -114,3 +114,10 @@ def test_an_unknown_command_gets_one_line_naming_the_commands(in_tmp, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["validate", "--config", "pentagon.yaml"])
     assert_bad_input(exit_info.value.code, capsys.readouterr().err, "unknown command 'validate': choose one of fit, theory", in_tmp)
+
+
+def test_a_typo_in_a_standalone_config_is_named_before_what_it_left_unset(tmp_path):
+    # jsonargparse finds data.n_features unset first; the misspelt key is what the user must hear about.
+    (tmp_path / "alone.yaml").write_text("data: {n_featurs: 5}\n")
+    result = run_in_process("fit", "--config", "alone.yaml", cwd=tmp_path)
+    assert_bad_input(result.returncode, result.stderr, "data.n_featurs: no such setting; did you mean data.n_features?", tmp_path)
