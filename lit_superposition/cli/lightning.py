@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from typing_extensions import override
 
 from lit_superposition.callbacks import (
+    DataPointGeometry,
     FeatureGeometry,
     FeatureGradNorms,
     FeatureLosses,
@@ -24,12 +26,14 @@ from lit_superposition.callbacks import (
     NonFiniteLossStop,
     RunCheckpoint,
     StepProgressBar,
+    TestLoss,
     ThreadPolicy,
 )
 from lit_superposition.cli.configs import bundled_configs, resolve_config_args
 from lit_superposition.cli.messages import quiet_lightning
 from lit_superposition.cli.resume import (
     check_checkpoint_fits,
+    check_writable,
     keep_previous_files,
     load_checkpoint,
     resume_in_run_directory,
@@ -53,6 +57,9 @@ INSTRUMENTS: dict[str, tuple[type[Callback], dict[str, Any]]] = {
     "feature_geometry": (FeatureGeometry, {"every_n_steps": 200}),
     "geometry_snapshots": (GeometrySnapshots, {"spacing": "log", "n_snapshots": 50}),
     "geometry_report": (GeometryReport, {}),
+    # Finite training sets only (data.dataset_size); nothing on the endless stream.
+    "test_loss": (TestLoss, {"every_n_steps": 200}),
+    "data_point_geometry": (DataPointGeometry, {}),
 }
 
 
@@ -146,6 +153,11 @@ class LitSuperpositionCLI(LightningCLI):
             strategy.check_instances(self.model.model.n_instances, world_size)
         if self.checkpoint is not None:
             check_checkpoint_fits(self.checkpoint, self.model, self.datamodule, self.config.ckpt_path)
+        log_dir = _tensorboard_log_dir(self.trainer)
+        if log_dir is not None:
+            check_writable(log_dir, "--trainer.logger.init_args.save_dir")
+        else:
+            check_writable(Path(self.trainer.default_root_dir), "--trainer.default_root_dir")
 
     def fit(self) -> None:
         """Train; bad input found once fit has started (e.g. in a callback's setup) leaves no new run directory."""
@@ -154,8 +166,8 @@ class LitSuperpositionCLI(LightningCLI):
         if self.resumed_run is not None:
             # Nothing the stopped run wrote is lost: what the resumed run would replace is moved aside first.
             ckpt_path, kept = keep_previous_files(self.resumed_run, Path(ckpt_path))
-            rank_zero_only(print)(f"resuming {self.resumed_run} from step {self.checkpoint['global_step']};"
-                                  f" the files it replaces are kept in {kept}")
+            rank_zero_only(print)(f"resuming {_shown(self.resumed_run)} from step {self.checkpoint['global_step']}: the files"
+                                  f" the stopped run wrote are kept in {_shown(kept)} (the curves continue)")
         self.checkpoint = None  # Lightning loads it again; keep no second copy
         log_dir = _tensorboard_log_dir(self.trainer)
         new = [] if log_dir is None else [p for p in (log_dir, *log_dir.parents) if not p.exists()]
@@ -182,6 +194,11 @@ def _check_schedule(config: Any) -> None:
         raise ConfigError(f"model.lr_scheduler.warmup_steps ({warmup}) must be below trainer.max_steps ({max_steps})")
 
 
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory where it is under it."""
+    return os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
+
+
 def _tensorboard_log_dir(trainer: Trainer | None) -> Path | None:
     logger = getattr(trainer, "logger", None)
     if logger is None or not hasattr(logger, "root_dir"):
@@ -201,27 +218,29 @@ def build_cli(args: Sequence[str], run: bool = True) -> LitSuperpositionCLI:
     """Parse ``args`` (``fit`` first, config names resolved), build the trainer, model and data, and fit if ``run``."""
     args = list(args)
     argv, name = resolve_config_args(args[1:] if args[:1] == ["fit"] else args)
-    quiet_lightning()
-    cli = LitSuperpositionCLI(
-        LitToyModel,
-        SparseFeatureDataModule,
-        args=argv,
-        run=False,
-        auto_configure_optimizers=False,
-        seed_everything_default=False,
-        save_config_kwargs={"overwrite": True},  # a resumed run first moves the old config.yaml aside
-        parser_kwargs={"prog": "lit-superposition fit", "description": description(), "exit_on_error": False, "allow_abbrev": False},
-        trainer_defaults={
-            "max_epochs": -1,
-            "max_steps": 10_000,
-            "log_every_n_steps": 50,
-            "enable_model_summary": False,  # a table of one module with FLOPs 0 says nothing here
-            "logger": {
-                "class_path": "pytorch_lightning.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": RUNS_DIR, "name": name or "default", "default_hp_metric": False},
+    from lit_superposition.cli import sae  # SAE runs: a config with a top-level `source` (cli/sae.py)
+
+    cli_class, classes = (sae.SAECLI, sae.SAE_CLASSES) if sae.is_sae_run(argv) else (LitSuperpositionCLI, (LitToyModel, SparseFeatureDataModule))
+    with quiet_lightning():  # scoped: a script that calls build_cli keeps its own warning filters
+        cli = cli_class(
+            *classes,
+            args=argv,
+            run=False,
+            auto_configure_optimizers=False,
+            seed_everything_default=False,
+            save_config_kwargs={"overwrite": True},  # a resumed run first moves the old config.yaml aside
+            parser_kwargs={"prog": "lit-superposition fit", "description": description(), "exit_on_error": False, "allow_abbrev": False},
+            trainer_defaults={
+                "max_epochs": -1,
+                "max_steps": 10_000,
+                "log_every_n_steps": 50,
+                "enable_model_summary": False,  # a table of one module with FLOPs 0 says nothing here
+                "logger": {
+                    "class_path": "pytorch_lightning.loggers.TensorBoardLogger",
+                    "init_args": {"save_dir": RUNS_DIR, "name": name or "default", "default_hp_metric": False},
+                },
             },
-        },
-    )
-    if run:
-        cli.fit()
+        )
+        if run:
+            cli.fit()
     return cli

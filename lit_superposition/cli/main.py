@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("train a config's instanced toy models (LightningCLI; fit --help lists its options)", ""),
     "theory": ("expected losses of the symmetric k-gon solutions, beside a run's learned ones", "lit_superposition.cli.theory:run_theory"),
     "report": ("draw a finished run's report page again, from its files alone", "lit_superposition.cli.report:run_report"),
+    "llc": ("the local learning coefficient λ̂ of every instance of a finished run (batched SGLD)", "lit_superposition.cli.llc:run_llc"),
     "compare": ("line up runs of the same init seeds, or a sweep's runs: geometry per seed and per run", "lit_superposition.cli.compare:run_compare"),
     "sweep": ("run a sweep file's runs (packed into instances where they share a shape), locally or on SLURM", "lit_superposition.cli.sweep:run_sweep"),
 }
@@ -96,20 +97,24 @@ def _fit(args: list[str]) -> None:
     from jsonargparse import ArgumentError
 
     from lit_superposition.callbacks.interrupt import GracefulStop
+    from lit_superposition.cli import sae
     from lit_superposition.cli.lightning import build_cli
-    from lit_superposition.cli.messages import explain_argument_error, quiet_lightning
+    from lit_superposition.cli.messages import explain_argument_error, quiet_lightning, unknown_config_setting
 
-    quiet_lightning()
-    try:
-        cli = build_cli(args)
-    except ArgumentError as error:
-        fail(f"error: {one_line(explain_argument_error(str(error)))}", 2)
-    except ConfigError as error:
-        fail(f"error: {one_line(str(error))}", 2)
-    except NonFiniteLossError as error:
-        fail(f"error: {one_line(str(error))}", 1)
-    stop = next((c for c in cli.trainer.callbacks if isinstance(c, GracefulStop)), None)
-    _finish(cli, stopped_at=None if stop is None or stop.received is None else stop.stopped_at_step)
+    with quiet_lightning():
+        try:
+            cli = build_cli(args)
+        except ArgumentError as error:
+            # A misspelt setting in a config file is the likelier cause than what the parser found first
+            # (the toy model's sections: an SAE run's model and data are other classes).
+            misspelt = None if sae.is_sae_run(resolve_config_args(args)[0]) else unknown_config_setting(args)
+            fail(f"error: {one_line(misspelt or explain_argument_error(str(error)))}", 2)
+        except ConfigError as error:
+            fail(f"error: {one_line(str(error))}", 2)
+        except NonFiniteLossError as error:
+            fail(f"error: {one_line(str(error))}", 1)
+        stop = next((c for c in cli.trainer.callbacks if isinstance(c, GracefulStop)), None)
+        _finish(cli, stopped_at=None if stop is None or stop.received is None else stop.stopped_at_step)
     if stop is not None and stop.received is not None:
         last = getattr(cli.trainer.checkpoint_callback, "last_model_path", "")
         resume = f"; resume with --ckpt_path {last}" if last else ""
@@ -132,7 +137,7 @@ def _finish(cli: Any, stopped_at: int | None) -> None:
     if log_dir is None or not cli.trainer.is_global_zero:
         return
     run = Path(log_dir)
-    console = Console(stderr=False)
+    console = Console(soft_wrap=True)  # a long path stays on its line, also in a log file
     if cli.config.get("report_page", True) and (run / REPORT_FILE).is_file():
         for logger in cli.trainer.loggers:
             logger.finalize("success" if stopped_at is None else "interrupted")  # the events on disk before the page reads them

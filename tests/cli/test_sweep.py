@@ -130,8 +130,8 @@ def test_an_interrupted_run_continues_from_its_last_checkpoint(rerun):
     assert rerun["after"][stopped]["state"] == "done" and rerun["after"][stopped]["resumed"]
     plan = json.loads((sweep / "plan.json").read_text())
     assert plan["runs"][2]["id"] == stopped
-    err = (sweep / "logs" / f"{stopped}.err").read_text()
-    assert "Restored all states from the checkpoint" in err and f"runs/{stopped}/" in err  # its own last.ckpt
+    out = " ".join((sweep / "logs" / f"{stopped}.out").read_text().split())
+    assert "resuming " in out and f"runs/{stopped}/" in out  # from its own last.ckpt, in its own directory
     assert (sweep / "runs" / stopped / "report.json").is_file()
 
 
