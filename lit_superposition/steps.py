@@ -320,7 +320,12 @@ class StepLoop(Callback):
             optimization_step: One optimizer step on a batch ``(n_instances, batch, n_features)``.
         """
         first = trainer.global_step
-        n_steps = self.plan.steps_this_call(first, [c.next_required_step(trainer, first) for c in self.scheduled])
+        required = [c.next_required_step(trainer, first) for c in self.scheduled]
+        if self.routed:
+            # What a per-step hook logs with self.log reaches the loggers at a call's end: calls end at
+            # every logging step, as with one step per call.
+            required.append(next_multiple(first, trainer.log_every_n_steps))
+        n_steps = self.plan.steps_this_call(first, required)
         per_step = bool(self._starts or self._ends)
         losses = []
         for j in range(n_steps):

@@ -12,10 +12,7 @@ import pytest
 from tests.conftest import REPO, cli_env
 
 NUMBER = r"\d+\.\d\d"
-LINE = (
-    rf"shared hexagon=({NUMBER}) geometry=({NUMBER}) sweep=({NUMBER})"
-    rf" independent hexagon=({NUMBER}) geometry=({NUMBER}) sweep=({NUMBER})"
-)
+LINE = rf"shared hexagon=({NUMBER}) independent hexagon=({NUMBER})"
 RATIOS, VS_LIMIT = re.compile(rf"ratios {LINE}"), re.compile(rf"vs_limit {LINE}")
 
 
@@ -37,7 +34,7 @@ def _last_lines(result: subprocess.CompletedProcess, n: int) -> list[str]:
 
 def test_benchmark_prints_the_ratios_and_vs_limit_lines_last(tmp_path):
     result = _benchmark("throughput", "--seconds", "0.1", "--warmup", "2", "--warmup_seconds", "0", "--repeats", "1",
-                        "--batch_size", "64", cwd=tmp_path)
+                        "--batch_size", "64", "--workloads", "hexagon", "--limit_settings", "one thread", cwd=tmp_path)
     for pattern, line in zip((RATIOS, VS_LIMIT), _last_lines(result, 2)):
         match = pattern.fullmatch(line)
         assert match, line
@@ -96,3 +93,23 @@ def test_llc_benchmark_prints_the_speedup_line_last(tmp_path):
     assert match, last
     assert float(match.group(1)) > 0
     assert "batched" in result.stdout and "devinterp" in result.stdout and "torch" in result.stdout  # the table and the versions
+
+
+def test_thread_benchmark_prints_the_end_to_end_line_last(tmp_path):
+    result = _benchmark("threads", "--smoke", cwd=tmp_path)
+    (last,) = _last_lines(result, 1)
+    match = re.fullmatch(rf"threads end_to_end main_job=({NUMBER}) pentagon=({NUMBER})", last)
+    assert match, last
+    assert "one thread" in result.stdout and "default/best" in result.stdout  # the default against a fixed setting
+
+
+def test_finite_data_benchmark_prints_the_ratio_line_last(tmp_path):
+    result = _benchmark("finite_data", "--smoke", cwd=tmp_path)
+    (last,) = _last_lines(result, 1)
+    assert re.fullmatch(rf"finite_data arena/lit={NUMBER}", last), last
+
+
+def test_plain_callback_benchmark_prints_the_kept_line_last(tmp_path):
+    result = _benchmark("plain_callback", "--smoke", cwd=tmp_path)
+    (last,) = _last_lines(result, 1)
+    assert re.fullmatch(rf"plain_callback kept={NUMBER}", last), last

@@ -130,3 +130,21 @@ def test_the_cli_overrides_no_private_lightning_cli_method():
                and callable(getattr(LightningCLI, name, None))]
     assert private == []
     assert "optimizer" in inspect.signature(LitToyModel).parameters  # injected, not built by the CLI
+
+
+class PlainLogger(pl.Callback):
+    """Logs through the module, as Lightning's docs teach: self.log in a per-batch hook."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        pl_module.log("plain/step_loss", outputs["loss"], on_step=True, on_epoch=False)
+
+
+def test_what_a_plain_callback_logs_with_self_log_reaches_the_loggers_at_the_same_steps(tmp_path):
+    curves = {}
+    for k in (16, 1):
+        logger = TensorBoardLogger(tmp_path, name=f"k{k}", version=0)
+        _fit(tmp_path, k, 40, [PlainLogger()], logger=logger, log_every_n_steps=5, enable_checkpointing=False)
+        events = EventAccumulator(str(tmp_path / f"k{k}" / "version_0"), size_guidance={"scalars": 0})
+        events.Reload()
+        curves[k] = [(e.step, e.value) for e in events.Scalars("plain/step_loss")]
+    assert len(curves[1]) == 8 and curves[16] == curves[1]

@@ -130,8 +130,8 @@ def _command() -> list[str]:
 
 
 # SIGTERM (what SLURM sends) through the real command; both signals in-process in tests/callbacks.
-@pytest.mark.parametrize("signum", [signal.SIGTERM])
-def test_a_signal_during_fit_leaves_last_ckpt_and_events_and_the_run_resumes(tmp_path, signum):
+def test_a_signal_during_fit_leaves_last_ckpt_and_events_and_the_run_resumes(tmp_path):
+    signum = signal.SIGTERM
     run = tmp_path / "runs" / "pentagon" / "version_0"
     proc = subprocess.Popen(
         [*_command(), "fit", "--config", "pentagon.yaml", "--trainer.max_steps=1000000", "--trainer.log_every_n_steps=5",
@@ -157,13 +157,18 @@ def test_a_signal_during_fit_leaves_last_ckpt_and_events_and_the_run_resumes(tmp
     assert snapshots["W"].shape[0] == len(snapshots["step"])
     assert json.loads((run / "report.json").read_text())["step"] == stopped
 
-    if signum == signal.SIGTERM:  # restart from what the interrupted run left
-        result = run_command(
-            "fit", "--config", "pentagon.yaml", f"--trainer.max_steps={stopped + 10}", "--ckpt_path", str(last),
-            "--report_page=false", cwd=tmp_path,
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
-        assert _load(last)["global_step"] == stopped + 10
+    assert "Stopped at step" in (run / "report" / "index.html").read_text()  # the page of a stopped run says so
+
+    # Restart from what the interrupted run left: it continues in the run's directory, and keeps what it replaces.
+    stopped_report = (run / "report.json").read_bytes()
+    result = run_command(
+        "fit", "--config", "pentagon.yaml", f"--trainer.max_steps={stopped + 10}", "--ckpt_path", str(last),
+        "--report_page=false", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _load(last)["global_step"] == stopped + 10
+    assert (run / "previous" / "1" / "report.json").read_bytes() == stopped_report
+    assert _load(run / "previous" / "1" / "checkpoints" / "last.ckpt")["global_step"] == stopped
 
 
 def _reference_ddp_weights(steps: int, lr: float, variant: str) -> dict[str, torch.Tensor]:

@@ -97,6 +97,8 @@ class ShardedToyModel(nn.Module):
             delattr(owner, attribute)
             owner.register_buffer(attribute, parameter.detach().clone())
         self.every = model
+        # A plain reference as well: what this wrapper does not define is read from it (see __getattr__).
+        vars(self)["every_model"] = model
         self.local.load_state_dict(self._rows_of(model.state_dict()))
         self.local.init_seeds = list(seeds)
 
@@ -104,7 +106,7 @@ class ShardedToyModel(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            every = self.__dict__["_modules"].get("every")
+            every = vars(self).get("every_model")
             if every is None:
                 raise
             return getattr(every, name)
