@@ -7,7 +7,7 @@ runs in sequence (at most 1.0 means running them together costs nothing). Usage:
 
     python benchmarks/parallel_runs.py                      # 3000 steps, N = 2 and 3
     python benchmarks/parallel_runs.py --steps 1000 --runs 2
-    OMP_WAIT_POLICY=ACTIVE python benchmarks/parallel_runs.py   # OpenMP's spinning threads, for comparison
+    OMP_NUM_THREADS=2 OMP_WAIT_POLICY=ACTIVE python benchmarks/parallel_runs.py   # two spinning threads each, for comparison
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--runs", type=int, nargs="+", default=[2, 3], help="N: runs at once")
     args = parser.parse_args()
-    policy = os.environ.get("OMP_WAIT_POLICY", "PASSIVE (lit-superposition's default)")
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset (lit-superposition's thread policy: one thread for this size)")
     print(f"hexagon_scan.yaml (16 seeds), {args.steps} steps, {os.cpu_count()} cores, OMP_WAIT_POLICY={policy}")
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:

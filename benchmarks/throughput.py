@@ -235,8 +235,8 @@ def chosen_workloads(parser: argparse.ArgumentParser, text: str, known, what: st
 #: The thread settings the bare loop is timed under, each in a fresh process: its fastest is the limit.
 BARE_SETTINGS = {
     "one thread": {"OMP_NUM_THREADS": "1"},
-    "all cores, spinning": {"OMP_WAIT_POLICY": "ACTIVE"},
-    "all cores, sleeping": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "all cores spinning": {"OMP_NUM_THREADS": str(os.cpu_count()), "OMP_WAIT_POLICY": "ACTIVE"},
+    "all cores sleeping": {"OMP_NUM_THREADS": str(os.cpu_count()), "OMP_WAIT_POLICY": "PASSIVE"},
 }
 
 

@@ -22,8 +22,9 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict, dataclass
 
 #: Multiply-adds of ``h = W x`` per step (instances × batch × features × hidden) below which one thread
-#: is fastest on a CPU: measured with ``benchmarks/threads.py`` (see the README's performance guide).
-ONE_THREAD_BELOW = 16_000_000
+#: is faster on a CPU. The bare step on the 2-core VM (2026-12-06, docs/performance.md): at 0.2 million
+#: one thread beat two with the bounded spin by 13%; from 1 million on two threads were 5% to 50% faster.
+ONE_THREAD_BELOW = 500_000
 #: Spins before an OpenMP worker sleeps: long enough for a quick kernel's barrier, short enough that a
 #: core taken by another process costs microseconds, not milliseconds.
 SPIN_COUNT = "1000"

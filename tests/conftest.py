@@ -1,4 +1,10 @@
-"""Shared helpers: run the installed ``lit-superposition`` command against this checkout."""
+"""What the tests share: the command (installed, or its entry point in-process), the bad-input check,
+checkpoints, bitwise comparison and TensorBoard scalars.
+
+Layout: unit tests mirror the package (``tests/analysis``, ``tests/callbacks``, ``tests/cli``,
+``tests/data``, ``tests/models``, ``tests/sweeps``, ``tests/test_<module>.py``); ``tests/e2e`` runs
+the command, the Trainer and the benchmarks end to end; ``tests/science`` checks what runs show.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-
-# As lit-superposition's own import does, but before any test module imports torch first.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def cli_env() -> dict[str, str]:
@@ -91,3 +94,28 @@ def assert_bad_input(returncode: int, stderr: str, message: str, folder: Path) -
     assert lines[0].startswith("lit-superposition: error: ") and message in lines[0], lines[0]
     assert "Traceback" not in stderr
     assert not (folder / "runs").exists()
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint, on the CPU (ours: pickled callback states included)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def assert_bitwise_equal(a: dict, b: dict) -> None:
+    """Two ``{name: tensor}`` dicts with the same names and bitwise equal tensors."""
+    import torch
+
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs"
+
+
+def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar curve of a run's TensorBoard events: ``{tag: [(step, value), ...]}``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}

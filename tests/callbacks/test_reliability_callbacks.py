@@ -15,6 +15,7 @@ from lit_superposition.callbacks import GracefulStop, NonFiniteLossStop, RunChec
 from lit_superposition.data import SparseFeatureDataModule
 from lit_superposition.errors import ConfigError, NonFiniteLossError
 from lit_superposition.module import LitToyModel
+from tests.conftest import load_checkpoint
 
 
 def _trainer(tmp_path, max_steps, callbacks, every=10):
@@ -29,15 +30,11 @@ def _data():
     return SparseFeatureDataModule(n_instances=8, n_features=5, batch_size=64)
 
 
-def _load(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def test_last_checkpoint_is_written_where_training_stopped(tmp_path):
     trainer = _trainer(tmp_path, max_steps=25, callbacks=[])
     trainer.fit(LitToyModel(n_instances=8, n_features=5), _data())
     # Plain ModelCheckpoint would leave last.ckpt at step 20, the last periodic save.
-    assert _load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 25
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 25
     assert (tmp_path / "checkpoints" / "epoch=0-step=20.ckpt").is_file()
 
 
@@ -58,7 +55,7 @@ def test_a_signal_stops_cleanly_after_the_step_and_saves_last(tmp_path, signum):
     trainer.fit(LitToyModel(n_instances=8, n_features=5), _data())
     assert stop.received == signum and stop.stopped_at_step == 7 and trainer.global_step == 7
     assert trainer.state.status == "finished"  # the ordinary end: on_train_end and on_fit_end ran
-    assert _load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 7
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 7
     assert list(tmp_path.glob("events.out.tfevents.*"))
     assert signal.getsignal(signum) == before
 
@@ -81,7 +78,7 @@ def test_nonfinite_loss_names_step_and_instances_and_keeps_the_last_good_checkpo
     with pytest.raises(NonFiniteLossError, match=r"at step 37 in instances 2, 5 \(of 8\).*kept: .*last\.ckpt"):
         trainer.fit(Diverging(n_instances=8, n_features=5), _data())
     # The save at step 40 was refused: last.ckpt is step 30's, with finite weights.
-    last = _load(tmp_path / "checkpoints" / "last.ckpt")
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert last["global_step"] == 30
     assert all(t.isfinite().all() for t in last["state_dict"].values())
     assert not (tmp_path / "checkpoints" / "epoch=0-step=40.ckpt").exists()

@@ -6,7 +6,7 @@ from pytorch_lightning.callbacks import Callback
 from lit_superposition import LitToyModel, SparseFeatureDataModule
 from lit_superposition.callbacks.weight_patching import WeightPatching
 from lit_superposition.errors import ConfigError
-from lit_superposition.models import ReLUOutputModel, xavier_columns
+from lit_superposition.models import xavier_columns
 from lit_superposition.analysis.patching import Triple, load_donor
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from scipy import stats
 
-from lit_superposition.data import SparseFeatureDataModule, StepKeys, step_seed
+from lit_superposition.data import SparseFeatureDataModule, step_seed
 from lit_superposition.errors import ConfigError
 
 P = [[0.05, 0.2, 0.5, 1.0], [0.3, 0.05, 0.1, 0.7], [0.05, 0.2, 0.5, 1.0]]

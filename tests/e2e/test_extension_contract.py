@@ -21,7 +21,7 @@ from lit_superposition.callbacks import FeatureLosses
 from lit_superposition.schedules import WarmupDecay
 from lit_superposition.steps import AnyOf, AtSteps, CallPlan, EveryNSteps
 
-PACKAGE = Path(__file__).resolve().parents[1] / "lit_superposition"
+PACKAGE = Path(__file__).resolve().parents[2] / "lit_superposition"
 
 
 class PlainRecorder(pl.Callback):

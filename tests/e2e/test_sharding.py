@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_superposition.strategies import InstanceShards
-from tests.conftest import run_command, run_in_process
+from tests.conftest import load_checkpoint, run_command, run_in_process, scalars
 
 QUIET = ["--trainer.enable_progress_bar=false", "--report_page=false"]
 # Short, but every instrument measures (pentagon.yaml has the defaults), within calls of 8 steps cut by
@@ -74,10 +73,6 @@ def _fit(tmp_path: Path, name: str, *args: str) -> Path:
     return run
 
 
-def _checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def _assert_same_training_state(a: dict, b: dict) -> None:
     """Weights, initial weights and every optimizer moment, bitwise."""
     assert a["global_step"] == b["global_step"]
@@ -89,12 +84,6 @@ def _assert_same_training_state(a: dict, b: dict) -> None:
     for index, state in moments_a["state"].items():
         for key, value in state.items():
             assert torch.equal(value, moments_b["state"][index][key]), (index, key)
-
-
-def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
-    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
-    events.Reload()
-    return {tag: [(s.step, s.value) for s in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
 @pytest.fixture(scope="module")
@@ -113,11 +102,11 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("mode", ["shared", "independent"])
 def test_two_gloo_processes_train_every_instance_bitwise_as_one_process(runs, mode):
     single, sharded = runs[f"single {mode}"], runs[f"sharded {mode}"]
-    _assert_same_training_state(_checkpoint(single / "checkpoints" / "last.ckpt"), _checkpoint(sharded / "checkpoints" / "last.ckpt"))
+    _assert_same_training_state(load_checkpoint(single / "checkpoints" / "last.ckpt"), load_checkpoint(sharded / "checkpoints" / "last.ckpt"))
     # Every instrument saw every instance: each TensorBoard curve, point for point.
-    expected = _scalars(single)
+    expected = scalars(single)
     assert any(tag.startswith("grad_norm_W/instance_007") for tag in expected)
-    assert _scalars(sharded) == expected
+    assert scalars(sharded) == expected
 
 
 @pytest.mark.slow
@@ -147,8 +136,8 @@ def test_a_checkpoint_resumes_across_the_process_count(runs, first, then):
         tmp_path, f"{first}_then_{then}", "--config", "pentagon.yaml", *SHORT, "--trainer.max_steps=40",
         *(SHARDED if then == "sharded" else []), "--ckpt_path", str(start),
     )
-    uninterrupted = _checkpoint(runs["single shared"] / "checkpoints" / "last.ckpt")
-    _assert_same_training_state(_checkpoint(resumed / "checkpoints" / "last.ckpt"), uninterrupted)
+    uninterrupted = load_checkpoint(runs["single shared"] / "checkpoints" / "last.ckpt")
+    _assert_same_training_state(load_checkpoint(resumed / "checkpoints" / "last.ckpt"), uninterrupted)
 
 
 @pytest.mark.slow
@@ -162,6 +151,6 @@ def test_patch_triples_and_repeat_groups_may_span_ranks(tmp_path, config, args):
     common = ["--config", config, *args, "--trainer.max_steps=30", "--data.batch_size=64", "--model.steps_per_call=8"]
     single_run = _fit(tmp_path, "single", *common)
     sharded = _fit(tmp_path, "sharded", *common, *SHARDED)
-    _assert_same_training_state(_checkpoint(single_run / "checkpoints" / "last.ckpt"), _checkpoint(sharded / "checkpoints" / "last.ckpt"))
+    _assert_same_training_state(load_checkpoint(single_run / "checkpoints" / "last.ckpt"), load_checkpoint(sharded / "checkpoints" / "last.ckpt"))
     # The report groups them (roles of a patch run; best repeat per point) from every instance.
     assert json.loads((sharded / "report.json").read_text()) == json.loads((single_run / "report.json").read_text())

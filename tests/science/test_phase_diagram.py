@@ -15,7 +15,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.conftest import assert_bad_input, run_command, run_in_process
 
 
-
 def _fit(tmp_path, config, repeats, steps, importance_points=3):
     result = run_command(
         "fit", "--config", config, f"--data.grid.importance.points={importance_points}", "--data.grid.probability.points=3",

@@ -15,7 +15,7 @@ from lit_superposition.callbacks import DeadLatentResampling
 from lit_superposition.cli import build_cli
 from lit_superposition.data import SourceActivations
 from lit_superposition.sae_module import LitSAE
-from tests.conftest import assert_bad_input, run_command, run_in_process
+from tests.conftest import assert_bad_input, load_checkpoint, run_command, run_in_process
 
 QUIET = ["--trainer.enable_progress_bar=false", "--instruments.sae_report.init_args.print_table=false"]
 #: A small SAE run of the bundled config on the tiny source: 2 source instances x 2 coefficients.
@@ -63,10 +63,6 @@ def test_an_sae_trains_bitwise_the_same_whatever_else_the_module_trains(source):
     assert not torch.equal(sae.W_dec[position], sae.initial_W_dec[position])  # it trained
 
 
-def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def test_resume_mid_run_is_bitwise_the_uninterrupted_run_resampling_included(in_tmp, source):
     # Resampling every 16 steps (dead: no firing in 12); resumed at a resampling step (32: the checkpoint must hold
     # the resampled weights) and inside a window (40: when each latent last fired must carry over).
@@ -76,13 +72,13 @@ def test_resume_mid_run_is_bitwise_the_uninterrupted_run_resampling_included(in_
             "--model.optimizer=Adam", "--model.optimizer.lr=0.03"]  # λ = 3 at this rate: latents die within a window
     build_cli(args)
     checkpoints = in_tmp / "runs" / "sae_pentagon" / "version_0" / "checkpoints"
-    straight = _load(checkpoints / "last.ckpt")
+    straight = load_checkpoint(checkpoints / "last.ckpt")
     straight_report = json.loads((checkpoints.parent / "report.json").read_text())
     events = straight_report["sae"]["resampling"]["events"]
     assert [e["step"] for e in events] == [16, 32, 48] and all(sum(e["n_resampled"]) > 0 for e in events)
     for step in (32, 40):
         build_cli([*args, "--ckpt_path", str(checkpoints / f"epoch=0-step={step}.ckpt")])
-        resumed = _load(checkpoints / "last.ckpt")
+        resumed = load_checkpoint(checkpoints / "last.ckpt")
         assert straight["global_step"] == resumed["global_step"] == 64
         assert straight["state_dict"].keys() == resumed["state_dict"].keys()
         for name, value in straight["state_dict"].items():

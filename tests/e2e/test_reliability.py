@@ -16,23 +16,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lit_superposition.cli import build_cli
 from lit_superposition.data import SparseFeatureDataModule
 from lit_superposition.models import VARIANTS
-from tests.conftest import cli_env, run_command
+from tests.conftest import assert_bitwise_equal, cli_env, load_checkpoint, run_command
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
-def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return _load(path)["state_dict"]
-
-
-def _assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+    return load_checkpoint(path)["state_dict"]
 
 
 def _callback_state(checkpoint: dict, name: str) -> dict:
@@ -54,22 +44,22 @@ def test_resume_from_a_checkpoint_is_bitwise_exact(in_tmp):
     assert sorted(p.name for p in checkpoints.iterdir()) == [
         "epoch=0-step=140.ckpt", "epoch=0-step=210.ckpt", "epoch=0-step=70.ckpt", "last.ckpt"
     ]
-    straight = _load(checkpoints / "last.ckpt")
+    straight = load_checkpoint(checkpoints / "last.ckpt")
     assert straight["global_step"] == 250  # last.ckpt is where the run ended, not the last periodic save
     straight_snapshots = torch.load(run / "snapshots.pt", weights_only=True)
     straight_report = json.loads((run / "report.json").read_text())
-    mid_interval = _load(checkpoints / "epoch=0-step=70.ckpt")
+    mid_interval = load_checkpoint(checkpoints / "epoch=0-step=70.ckpt")
     assert _callback_state(mid_interval, "FeatureLosses")["count"].min() > 0  # an unfinished interval is saved
 
     cli = build_cli([*args, "--ckpt_path", str(checkpoints / "epoch=0-step=70.ckpt")])
     assert cli.trainer.global_step == 250
-    resumed = _load(checkpoints / "last.ckpt")
-    _assert_bitwise_equal(straight["state_dict"], resumed["state_dict"])
+    resumed = load_checkpoint(checkpoints / "last.ckpt")
+    assert_bitwise_equal(straight["state_dict"], resumed["state_dict"])
     for a, b in zip(straight["optimizer_states"][0]["state"].values(), resumed["optimizer_states"][0]["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert straight["lr_schedulers"] == resumed["lr_schedulers"]
     for name in ("FeatureLosses", "GeometrySnapshots"):
-        _assert_bitwise_equal(_callback_state(straight, name), _callback_state(resumed, name))
+        assert_bitwise_equal(_callback_state(straight, name), _callback_state(resumed, name))
     # The snapshot schedule continued: the same steps (step 0 included) with the same weights.
     resumed_snapshots = torch.load(run / "snapshots.pt", weights_only=True)
     assert resumed_snapshots["step"].tolist() == straight_snapshots["step"].tolist()
@@ -91,7 +81,7 @@ def test_same_config_and_seeds_give_bitwise_identical_runs(tmp_path, monkeypatch
     for folder in folders:
         folder.mkdir()
     first, second = run(folders[0]), run(folders[1])
-    _assert_bitwise_equal(first, second)
+    assert_bitwise_equal(first, second)
     assert not torch.equal(first["model.W"], run(folders[2], "--data.data_seed=1")["model.W"])
     other_init = run(folders[3], "--model.init_seeds=100")
     assert not torch.equal(first["model.W"], other_init["model.W"])
@@ -108,7 +98,7 @@ def test_lr_1e6_stops_with_one_line_naming_step_and_instances(tmp_path):
     assert len(lines) == 1, result.stderr
     assert "non-finite loss (NaN or inf) at step " in lines[0] and "instances" in lines[0]
     bad_step = int(lines[0].split("at step ")[1].split()[0])
-    last = _load(tmp_path / "runs" / "pentagon" / "version_0" / "checkpoints" / "last.ckpt")
+    last = load_checkpoint(tmp_path / "runs" / "pentagon" / "version_0" / "checkpoints" / "last.ckpt")
     assert last["global_step"] <= bad_step  # the weights before the bad step, never after
     assert all(t.isfinite().all() for t in last["state_dict"].values())
 
@@ -147,7 +137,7 @@ def test_a_signal_during_fit_leaves_last_ckpt_and_events_and_the_run_resumes(tmp
     assert f"stopped by {signal.Signals(signum).name} after step" in line and "--ckpt_path" in line
     stopped = int(line.split("after step ")[1].split(";")[0])
     last = run / "checkpoints" / "last.ckpt"
-    assert _load(last)["global_step"] == stopped >= 20
+    assert load_checkpoint(last)["global_step"] == stopped >= 20
     events = EventAccumulator(str(run))
     events.Reload()
     assert "train/loss" in events.Tags()["scalars"]
@@ -166,9 +156,9 @@ def test_a_signal_during_fit_leaves_last_ckpt_and_events_and_the_run_resumes(tmp
         "--report_page=false", cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert _load(last)["global_step"] == stopped + 10
+    assert load_checkpoint(last)["global_step"] == stopped + 10
     assert (run / "previous" / "1" / "report.json").read_bytes() == stopped_report
-    assert _load(run / "previous" / "1" / "checkpoints" / "last.ckpt")["global_step"] == stopped
+    assert load_checkpoint(run / "previous" / "1" / "checkpoints" / "last.ckpt")["global_step"] == stopped
 
 
 def _reference_ddp_weights(steps: int, lr: float, variant: str) -> dict[str, torch.Tensor]:

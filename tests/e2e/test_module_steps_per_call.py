@@ -8,12 +8,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_superposition import LitToyModel, SparseFeatureDataModule
 from lit_superposition.callbacks import FeatureGeometry, FeatureGradNorms, FeatureLosses, GeometrySnapshots, NonFiniteLossStop
 from lit_superposition.errors import NonFiniteLossError
-from tests.conftest import assert_bad_input, run_in_process
+from tests.conftest import assert_bad_input, assert_bitwise_equal, run_in_process, scalars
 
 N_INSTANCES, N_FEATURES = 4, 6
 
@@ -43,18 +42,6 @@ def _state(module: LitToyModel, trainer: pl.Trainer) -> dict[str, torch.Tensor]:
     return {**{k: v.detach() for k, v in module.state_dict().items()}, **moments}
 
 
-def _assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), f"{name} differs"
-
-
-def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
-    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
-    events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-
-
 @pytest.fixture(scope="module")
 def one_step_per_call(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     root = tmp_path_factory.mktemp("k1")
@@ -66,9 +53,9 @@ def test_eight_steps_per_call_give_bitwise_the_weights_and_instruments_of_one(on
     expected, expected_run = one_step_per_call
     module, trainer = _fit(tmp_path, steps_per_call=8, max_steps=64)
     assert trainer.global_step == 64  # global_step counts optimizer steps
-    _assert_bitwise_equal(_state(module, trainer), expected)
+    assert_bitwise_equal(_state(module, trainer), expected)
     run = tmp_path / "run" / "version_0"
-    logged, wanted = _scalars(run), _scalars(expected_run)
+    logged, wanted = scalars(run), scalars(expected_run)
     assert logged.keys() == wanted.keys()
     assert any(tag.startswith("feature_loss/") for tag in wanted) and any(tag.startswith("grad_norm_W/") for tag in wanted)
     for tag in wanted:  # per-feature losses, gradient norms, geometry and losses: same steps, same values
@@ -88,7 +75,7 @@ def test_a_run_of_eight_steps_per_call_resumed_at_step_20_is_bitwise_uninterrupt
     stopped.save_checkpoint(checkpoint)
     module, trainer = _fit(tmp_path / "resumed", steps_per_call=8, max_steps=64, ckpt_path=checkpoint)
     assert trainer.global_step == 64
-    _assert_bitwise_equal(_state(module, trainer), expected)
+    assert_bitwise_equal(_state(module, trainer), expected)
 
 
 class _NaNAt(SparseFeatureDataModule):
