@@ -4,7 +4,7 @@ Runs are interleaved (with, without, with, …) so that load on a shared machine
 the medians are compared. Usage::
 
     python benchmarks/callback_overhead.py                 # 10000 steps (the config), 3 repeats each
-    python benchmarks/callback_overhead.py --repeats 5     # steadier: the figure in the README
+    python benchmarks/callback_overhead.py --repeats 5     # steadier: the figure in docs/performance.md
     python benchmarks/callback_overhead.py --steps 2000 --repeats 5
 """
 

@@ -44,12 +44,11 @@ class CrossoverReport(Callback):
 
     Example::
 
-        trainer:
-          callbacks:
-            - class_path: lit_superposition.callbacks.TemplateStart
-              init_args: {templates: [{k: 5, repeat: 0}, {k: 4, features: [1, 2, 3, 4], repeat: 1, name: two digons}]}
-            - class_path: lit_superposition.callbacks.CrossoverReport
-              init_args: {feature: 0}
+        experiment:  # as in pentagon_digon_crossover.yaml
+          - class_path: lit_superposition.callbacks.TemplateStart
+            init_args: {templates: [{k: 5, repeat: 0}, {k: 4, features: [1, 2, 3, 4], repeat: 1, name: two digons}]}
+          - class_path: lit_superposition.callbacks.CrossoverReport
+            init_args: {feature: 0}
     """
 
     def __init__(self, feature: int = 0) -> None:

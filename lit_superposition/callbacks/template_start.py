@@ -67,11 +67,10 @@ class TemplateStart(Callback):
 
     Example::
 
-        trainer:
-          callbacks:
-            - class_path: lit_superposition.callbacks.TemplateStart
-              init_args:
-                templates: [{k: 5, repeat: 0}, {k: 4, features: [1, 2, 3, 4], repeat: 1, name: two digons}]
+        experiment:  # beside trainer.callbacks: a config that adds a callback of its own keeps this one
+          - class_path: lit_superposition.callbacks.TemplateStart
+            init_args:
+              templates: [{k: 5, repeat: 0}, {k: 4, features: [1, 2, 3, 4], repeat: 1, name: two digons}]
     """
 
     def __init__(self, templates: list[Template]) -> None:
