@@ -165,13 +165,19 @@ def axis_figure(rows: list[dict[str, Any]], axis_keys: list[str], panels: list[s
     """
     rows = [row for row in rows if row["results"]]
     x_key = next((k for k in axis_keys if all(_number(row["axes"].get(k)) for row in rows)), axis_keys[0])
-    numeric = all(_number(row["axes"].get(x_key)) for row in rows)
+
+    def axis_point(row: dict[str, Any]) -> str:
+        return " ".join(_short(row["axes"].get(k)) for k in axis_keys)
+
+    # A number on x only where it tells the axis's points apart: a zip of optimizers and learning rates
+    # (two at 0.001) is categories, labelled by every key of the point.
+    x_of_point = {axis_point(row): row["axes"].get(x_key) for row in rows}
+    numeric = all(_number(x) for x in x_of_point.values()) and len(set(x_of_point.values())) == len(x_of_point)
     categories: list[str] = []
     if not numeric:
         for row in rows:
-            label = _short(row["axes"].get(x_key))
-            if label not in categories:
-                categories.append(label)
+            if axis_point(row) not in categories:
+                categories.append(axis_point(row))
     varying = {k for k in {k for row in rows for k in row["axes"]} if len({repr(row["axes"].get(k)) for row in rows}) > 1}
     lines: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
@@ -183,10 +189,12 @@ def axis_figure(rows: list[dict[str, Any]], axis_keys: list[str], panels: list[s
     for k, metric in enumerate(panels):
         ax = fig.add_subplot(nrows, ncols, k + 1)
         for n, (label, members) in enumerate(lines.items()):
-            points = [(row["axes"].get(x_key) if numeric else categories.index(_short(row["axes"].get(x_key))),
+            points = [(row["axes"].get(x_key) if numeric else categories.index(axis_point(row)),
                        row["results"].get(metric, 0.0 if metric.startswith("fraction_") else math.nan)) for row in members]
             points.sort(key=lambda p: p[0])
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=f"C{n % 10}", label=label or None)
+            # categories have no order to draw a line along
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", linestyle="-" if numeric else "none",
+                    color=f"C{n % 10}", label=label or None)
         if numeric:
             xs = [row["axes"][x_key] for row in rows]
             if min(xs) > 0 and max(xs) / min(xs) >= 20:
@@ -194,7 +202,7 @@ def axis_figure(rows: list[dict[str, Any]], axis_keys: list[str], panels: list[s
         else:
             ax.set_xticks(range(len(categories)), categories, rotation=20, ha="right", fontsize=8)
         ax.set_title(metric.replace("_", " "), fontsize=10)
-        ax.set_xlabel(x_key.replace(".init_args.", "."), fontsize=9)
+        ax.set_xlabel((x_key if numeric else " + ".join(axis_keys)).replace(".init_args.", "."), fontsize=9)
         ax.grid(alpha=0.3)
         if k == 0 and len(lines) > 1:
             ax.legend(fontsize=7)
