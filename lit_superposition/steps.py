@@ -33,7 +33,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch import Tensor
 from typing_extensions import override
@@ -139,6 +139,12 @@ def check_trainer(trainer: pl.Trainer, steps_per_call: int) -> None:
         raise ConfigError(f"{k} runs in full precision: trainer.precision={trainer.precision!r} is not supported, use 32-true")
     if trainer.gradient_clip_val:
         raise ConfigError(f"{k} cannot clip gradients (trainer.gradient_clip_val={trainer.gradient_clip_val}): set it to null")
+    if any(isinstance(callback, EarlyStopping) for callback in trainer.callbacks):
+        # It checks at an epoch's end or a validation loop's: the stream is one endless epoch with no
+        # validation loop, so it would silently never stop a run (and epochs cut by limit_train_batches
+        # would count calls, not steps).
+        raise ConfigError("EarlyStopping never runs here (one endless epoch, no validation loop): leave it out;"
+                          " trainer.max_steps or Timer(interval='step') end a run")
 
 
 @dataclass

@@ -20,7 +20,7 @@ class TestLoss(MeasurementCallback):
     Every ``every_n_steps`` it evaluates every instance on its held-out test set (the datamodule's
     ``test_set``: fresh draws of the same law, from a seed of their own, never in a training set)
     and logs ``val/loss`` (summed over instances, as ``train/loss``) and ``val_loss/instance_NNN``;
-    ``val/loss`` is also in ``trainer.callback_metrics``, for ``EarlyStopping``/``ModelCheckpoint``
+    ``val/loss`` is also in ``trainer.callback_metrics``, for ``ModelCheckpoint(monitor="val/loss")``
     to monitor. At the end ``report.json`` gets, per instance, ``dataset_size``, ``train_loss``
     (the mean over its whole training set) and ``test_loss``.
 

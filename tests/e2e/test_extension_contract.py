@@ -7,17 +7,21 @@ import ast
 import inspect
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from datetime import timedelta
+
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_superposition import LitToyModel, SparseFeatureDataModule
 from lit_superposition.callbacks import FeatureLosses
+from lit_superposition.errors import ConfigError
 from lit_superposition.schedules import WarmupDecay
 from lit_superposition.steps import AnyOf, AtSteps, CallPlan, EveryNSteps
 
@@ -148,3 +152,25 @@ def test_what_a_plain_callback_logs_with_self_log_reaches_the_loggers_at_the_sam
         events.Reload()
         curves[k] = [(e.step, e.value) for e in events.Scalars("plain/step_loss")]
     assert len(curves[1]) == 8 and curves[16] == curves[1]
+
+
+@pytest.mark.parametrize("steps_per_call", [16, 1])
+def test_timer_stops_after_the_step_at_which_its_time_runs_out(tmp_path, monkeypatch, steps_per_call):
+    """Lightning's Timer on a clock that reads one second per optimizer step: 5 s stop the run at step 5,
+    not at the end of a call of 16."""
+    import pytorch_lightning.callbacks.timer as timer_module
+
+    recorder = PlainRecorder()
+    trainer = pl.Trainer(max_steps=100, max_epochs=-1, callbacks=[recorder, Timer(duration=timedelta(seconds=5), interval="step")],
+                         enable_progress_bar=False, enable_model_summary=False, logger=False, default_root_dir=tmp_path)
+    monkeypatch.setattr(timer_module, "time", SimpleNamespace(monotonic=lambda: float(trainer.global_step)))  # the Timer's clock only
+    trainer.fit(LitToyModel(4, 6, d_hidden=2, steps_per_call=steps_per_call),
+                SparseFeatureDataModule(4, 6, feature_probability=0.1, batch_size=32))
+    assert trainer.global_step == 5
+    assert [row[1] for row in recorder.rows if row[0] == "end"] == [1, 2, 3, 4, 5]
+
+
+def test_early_stopping_is_refused_in_one_line_rather_than_never_running(tmp_path):
+    with pytest.raises(ConfigError, match=r"^EarlyStopping never runs here .*max_steps") as error:
+        _fit(tmp_path, 16, 10, [EarlyStopping(monitor="train/loss")], logger=False)
+    assert "\n" not in str(error.value)
