@@ -18,6 +18,7 @@ from lit_superposition.errors import ConfigError
 from lit_superposition.models import model_class
 from lit_superposition.models.packed import PackedSets
 from lit_superposition.protocols import CallOutputs, StepOutputs
+from lit_superposition.schedules import optimization
 from lit_superposition.steps import StepLoop
 
 MAX_DEFAULT_LOGGED_INSTANCES = 32
@@ -169,26 +170,13 @@ class LitToyModel(pl.LightningModule):
 
     @override
     def configure_optimizers(self) -> Any:
-        if self.optimizer is None:
+        def default(parameters: Any) -> torch.optim.Optimizer:
             # On a GPU the fused AdamW updates each parameter in one kernel. On a CPU its vectorized body
             # and scalar tail round differently, so an instance's update would depend on how many instances
             # share its tensor (a run split over processes would not reproduce one process bitwise): the standard one.
-            optimizer = torch.optim.AdamW(self.parameters(), lr=1e-3, fused=self.device.type == "cuda" or None)
-        else:
-            try:
-                optimizer = self.optimizer(self.parameters())
-            except (ValueError, TypeError) as error:
-                raise ConfigError(f"model.optimizer: {error}") from None
-        if self.lr_scheduler is None:
-            return optimizer
-        try:
-            scheduler = self.lr_scheduler(optimizer)
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"model.lr_scheduler: {error}") from None
-        if getattr(scheduler, "total_steps", 0) is None:  # WarmupDecay: its length is the run's
-            scheduler.total_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
-        # The stream is one endless epoch: schedules step with the optimizer.
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+            return torch.optim.AdamW(parameters, lr=1e-3, fused=self.device.type == "cuda" or None)
+
+        return optimization(self.parameters(), self.optimizer, self.lr_scheduler, default, self.trainer.max_steps)
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from lit_superposition.analysis.sae_scores import SCALARS, score_group
 from lit_superposition.errors import ConfigError
 from lit_superposition.models.sae import SAE_VARIANTS, SAEGroups, SAEOutput
 from lit_superposition.protocols import CallOutputs, StepOutputs
+from lit_superposition.schedules import optimization
 from lit_superposition.steps import StepLoop
 
 #: The loss terms of an SAE, in the order of ``per_feature_loss``'s last axis (see :meth:`LitSAE.optimization_step`).
@@ -231,24 +232,12 @@ class LitSAE(pl.LightningModule):
 
     @override
     def configure_optimizers(self) -> Any:
-        if self.optimizer is None:
+        def default(parameters: Any) -> torch.optim.Optimizer:
             # Not fused on a CPU: its vectorized body and scalar tail round differently, so an SAE's update
             # would depend on how many SAEs share its tensor.
-            optimizer = torch.optim.Adam(self.parameters(), lr=1e-3, fused=self.device.type == "cuda" or None)
-        else:
-            try:
-                optimizer = self.optimizer(self.parameters())
-            except (ValueError, TypeError) as error:
-                raise ConfigError(f"model.optimizer: {error}") from None
-        if self.lr_scheduler is None:
-            return optimizer
-        try:
-            scheduler = self.lr_scheduler(optimizer)
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"model.lr_scheduler: {error}") from None
-        if getattr(scheduler, "total_steps", 0) is None:  # WarmupDecay: its length is the run's
-            scheduler.total_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+            return torch.optim.Adam(parameters, lr=1e-3, fused=self.device.type == "cuda" or None)
+
+        return optimization(self.parameters(), self.optimizer, self.lr_scheduler, default, self.trainer.max_steps)
 
     @torch.no_grad()
     def score(self, h: Tensor, features: Tensor, threshold: float = RECOVERED) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-"""Learning-rate schedules that step every optimizer step, with optional linear warmup."""
+"""Learning-rate schedules that step every optimizer step, with optional linear warmup, and what a module's ``configure_optimizers`` returns."""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
+from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -23,8 +25,8 @@ class WarmupDecay(LambdaLR):
 
     Example (command line)::
 
-        lit-superposition fit --config pentagon.yaml --lr_scheduler WarmupDecay \\
-            --lr_scheduler.decay cosine --lr_scheduler.warmup_steps 500
+        lit-superposition fit --config pentagon.yaml --model.lr_scheduler WarmupDecay \\
+            --model.lr_scheduler.decay cosine --model.lr_scheduler.warmup_steps 500
     """
 
     def __init__(
@@ -59,3 +61,31 @@ class WarmupDecay(LambdaLR):
         progress = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
         shape = 1.0 - progress if self.decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.final_lr_ratio + (1.0 - self.final_lr_ratio) * shape
+
+
+def optimization(
+    parameters: Iterable[Tensor],
+    optimizer: Callable[[Iterable[Tensor]], Optimizer] | None,
+    lr_scheduler: Callable[[Optimizer], Any] | None,
+    default: Callable[[Iterable[Tensor]], Optimizer],
+    max_steps: int,
+) -> Any:
+    """The injected optimizer (or ``default``) and scheduler, as ``configure_optimizers`` returns them.
+
+    Bad arguments are a one-line :class:`ConfigError` naming ``model.optimizer`` or ``model.lr_scheduler``;
+    a :class:`WarmupDecay` without a length gets the run's ``max_steps`` (none when it is unbounded).
+    """
+    try:
+        built = (optimizer or default)(parameters)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"model.optimizer: {error}") from None
+    if lr_scheduler is None:
+        return built
+    try:
+        scheduler = lr_scheduler(built)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"model.lr_scheduler: {error}") from None
+    if getattr(scheduler, "total_steps", 0) is None:
+        scheduler.total_steps = max_steps if max_steps > 0 else None
+    # The stream is one endless epoch: schedules step with the optimizer.
+    return {"optimizer": built, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
