@@ -74,6 +74,13 @@ class LitSuperpositionCLI(LightningCLI):
     stream has no validation, test or prediction sets (the end-of-fit report evaluates on fresh batches).
     """
 
+    #: What a kind of run varies in the shared sections (:class:`~lit_superposition.cli.sae.SAECLI` sets its own).
+    INSTRUMENTS = INSTRUMENTS
+    NONFINITE_STOP: type[Callback] = NonFiniteLossStop
+    THREAD_POLICY: type[Callback] = ThreadPolicy
+    EXPERIMENT_HELP = "The callbacks that define the experiment (weight patching, templates, phase diagrams)."
+    CKPT_EXAMPLE = "pentagon"
+
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.n_instances", "model.n_instances")
@@ -81,9 +88,13 @@ class LitSuperpositionCLI(LightningCLI):
         parser.link_arguments("data.repeats", "model.repeats")
         parser.link_arguments("data.target", "model.target")
         parser.link_arguments("data.grid", "model.grid")
+        self.add_run_arguments(parser)
+
+    def add_run_arguments(self, parser: LightningArgumentParser) -> None:
+        """The sections every run has, toy model or SAE: stops, checkpoint, progress bar, instruments, experiment."""
         # Always on, configurable as `interrupt.*` and `nonfinite_loss.*`.
         parser.add_lightning_class_args(GracefulStop, "interrupt")
-        parser.add_lightning_class_args(NonFiniteLossStop, "nonfinite_loss")
+        parser.add_lightning_class_args(self.NONFINITE_STOP, "nonfinite_loss")
         # On unless the trainer turns them off (enable_checkpointing / enable_progress_bar: false).
         parser.add_class_arguments(RunCheckpoint, "checkpoint", instantiate=True)
         parser.add_class_arguments(StepProgressBar, "progress_bar", instantiate=True)
@@ -91,16 +102,15 @@ class LitSuperpositionCLI(LightningCLI):
         parser.set_defaults({
             "checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000, "checkpoint.enable_version_counter": False,
         })
-        for name, (callback, settings) in INSTRUMENTS.items():
+        for name, (callback, settings) in self.INSTRUMENTS.items():
             key = f"instruments.{name}"
             parser.add_subclass_arguments(callback, key, required=False)
             parser.set_defaults({key: {"class_path": f"{callback.__module__}.{callback.__name__}", "init_args": settings}})
-        parser.add_argument("--experiment", type=list[Callback] | None, default=None,
-                            help="The callbacks that define the experiment (weight patching, templates, phase diagrams).")
+        parser.add_argument("--experiment", type=list[Callback] | None, default=None, help=self.EXPERIMENT_HELP)
         parser.add_argument("--report_page", type=bool, default=True,
                             help="Write RUN_DIR/report/index.html when fit ends (lit-superposition report redraws it).")
         parser.add_argument("--ckpt_path", type=str | None, default=None,
-                            help="A checkpoint to resume from, e.g. runs/pentagon/version_0/checkpoints/last.ckpt.")
+                            help=f"A checkpoint to resume from, e.g. runs/{self.CKPT_EXAMPLE}/version_0/checkpoints/last.ckpt.")
 
     @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -133,15 +143,19 @@ class LitSuperpositionCLI(LightningCLI):
     @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config, trainer = self.config_init, self.config_init["trainer"]
-        callbacks = list(trainer.get("callbacks") or [])
+        callbacks = list(trainer.get("callbacks") or []) + self.experiment_tools(config)
         callbacks += [c for c in (config["instruments"] or {}).values() if c is not None]
         callbacks += list(config.get("experiment") or [])
         if trainer.get("enable_checkpointing") is not False:
             callbacks.append(config["checkpoint"])
         if trainer.get("enable_progress_bar") is not False:
             callbacks.append(config["progress_bar"])
-        callbacks.append(ThreadPolicy())
+        callbacks.append(self.THREAD_POLICY())
         return super().instantiate_trainer(callbacks=callbacks, **kwargs)
+
+    def experiment_tools(self, config: Any) -> list[Callback]:
+        """Callbacks of this kind of run that come before the instruments (none for toy models)."""
+        return []
 
     def check_before_fit(self) -> None:
         """Refuse, in one line and before any file is written, what fit could not honour."""

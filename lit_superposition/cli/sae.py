@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.cli import LightningArgumentParser
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -32,12 +31,10 @@ from typing_extensions import override
 from lit_superposition.callbacks import (
     DeadLatentResampling,
     GracefulStop,
-    RunCheckpoint,
     SAENonFiniteLossStop,
     SAERecovery,
     SAEReport,
     SAEThreadPolicy,
-    StepProgressBar,
 )
 from lit_superposition.cli.configs import CONFIG_FLAGS, resolve_config_path
 from lit_superposition.cli.lightning import LitSuperpositionCLI, build_cli
@@ -85,6 +82,12 @@ class SAECLI(LitSuperpositionCLI):
     trained first, in its own run directory (``source.run``), and read by every later run.
     """
 
+    INSTRUMENTS = SAE_INSTRUMENTS
+    NONFINITE_STOP = SAENonFiniteLossStop
+    THREAD_POLICY = SAEThreadPolicy
+    EXPERIMENT_HELP = "Further callbacks of the experiment."
+    CKPT_EXAMPLE = "sae_pentagon"
+
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--source.run", type=str, required=True,
@@ -94,41 +97,13 @@ class SAECLI(LitSuperpositionCLI):
         parser.add_argument("--source.args", type=list[str], default=[],
                             help="Arguments of the fit that makes the source, e.g. ['--trainer.max_steps=5000'].")
         parser.link_arguments("source.run", "data.source")
-        parser.add_lightning_class_args(GracefulStop, "interrupt")
-        parser.add_lightning_class_args(SAENonFiniteLossStop, "nonfinite_loss")
-        parser.add_class_arguments(RunCheckpoint, "checkpoint", instantiate=True)
-        parser.add_class_arguments(StepProgressBar, "progress_bar", instantiate=True)
-        parser.set_defaults({
-            "checkpoint.save_last": True, "checkpoint.every_n_train_steps": 1000, "checkpoint.enable_version_counter": False,
-        })
+        self.add_run_arguments(parser)
         parser.add_subclass_arguments(DeadLatentResampling, "resampling", required=False)
         parser.set_defaults({"resampling": {"class_path": f"{DeadLatentResampling.__module__}.{DeadLatentResampling.__name__}"}})
-        for name, (callback, settings) in SAE_INSTRUMENTS.items():
-            key = f"instruments.{name}"
-            parser.add_subclass_arguments(callback, key, required=False)
-            parser.set_defaults({key: {"class_path": f"{callback.__module__}.{callback.__name__}", "init_args": settings}})
-        parser.add_argument("--experiment", type=list[Callback] | None, default=None,
-                            help="Further callbacks of the experiment.")
-        parser.add_argument("--report_page", type=bool, default=True,
-                            help="Write RUN_DIR/report/index.html when fit ends (lit-superposition report redraws it).")
-        parser.add_argument("--ckpt_path", type=str | None, default=None,
-                            help="A checkpoint to resume from, e.g. runs/sae_pentagon/version_0/checkpoints/last.ckpt.")
 
     @override
-    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        config, trainer = self.config_init, self.config_init["trainer"]
-        callbacks = list(trainer.get("callbacks") or [])
-        if config.get("resampling") is not None:
-            callbacks.append(config["resampling"])
-        callbacks += [c for c in (config["instruments"] or {}).values() if c is not None]
-        callbacks += list(config.get("experiment") or [])
-        if trainer.get("enable_checkpointing") is not False:
-            callbacks.append(config["checkpoint"])
-        if trainer.get("enable_progress_bar") is not False:
-            callbacks.append(config["progress_bar"])
-        callbacks.append(SAEThreadPolicy())
-        # LightningCLI's own: the toy models' adds a ThreadPolicy, which sizes a toy model's step.
-        return super(LitSuperpositionCLI, self).instantiate_trainer(callbacks=callbacks, **kwargs)
+    def experiment_tools(self, config: Any) -> list[Callback]:
+        return [config["resampling"]] if config.get("resampling") is not None else []
 
     @override
     def check_before_fit(self) -> None:
