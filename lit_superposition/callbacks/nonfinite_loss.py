@@ -17,14 +17,14 @@ from lit_superposition.protocols import CallOutputs, InstanceSplit
 MAX_LISTED_INSTANCES = 10
 
 
-def _instances(indices: Tensor, n_instances: int) -> str:
+def _listed(indices: Tensor, total: int, unit: str) -> str:
     listed = indices.tolist()
-    if len(listed) == n_instances > 1:
-        return f"all {n_instances} instances"
+    if len(listed) == total > 1:
+        return f"all {total} {unit}s"
     text = ", ".join(str(i) for i in listed[:MAX_LISTED_INSTANCES])
     if len(listed) > MAX_LISTED_INSTANCES:
         text += f", ... ({len(listed)} in all)"
-    return f"instance{'s' if len(listed) > 1 else ''} {text} (of {n_instances})"
+    return f"{unit}{'s' if len(listed) > 1 else ''} {text} (of {total})"
 
 
 class NonFiniteLossStop(Callback):
@@ -85,12 +85,21 @@ class NonFiniteLossStop(Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.check(trainer, pl_module)
 
+    #: What the error calls one trained model.
+    UNIT = "instance"
+
+    def finite_weights(self, pl_module: pl.LightningModule) -> Tensor:
+        """``(n,)`` bool: whether each trained model's weights are all finite."""
+        model = pl_module.model
+        return model.W.isfinite().all(dim=2).all(dim=1) & model.b.isfinite().all(dim=1)
+
     def check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Test the kept losses and the weights; raise :class:`NonFiniteLossError` naming the first bad step."""
-        model = pl_module.model
-        losses = torch.cat(self._losses) if self._losses else model.b.new_zeros(0, model.n_instances, 1)  # (steps, n_instances, n_features)
-        bad_loss = ~losses.isfinite().all(dim=2)  # (steps, n_instances)
-        bad_weights = ~(model.W.isfinite().all(dim=2).all(dim=1) & model.b.isfinite().all(dim=1))  # (n_instances,)
+        bad_weights = ~self.finite_weights(pl_module)  # (n,)
+        n = len(bad_weights)
+        losses = torch.cat(self._losses) if self._losses else bad_weights.new_zeros(0, n, 1, dtype=torch.float32)  # (steps, n, terms)
+        bad_loss = ~losses.isfinite().all(dim=2)  # (steps, n)
+        bad_weights = bad_weights.to(bad_loss.device)
         found = bool(bad_loss.any() | bad_weights.any())  # syncs the device
         if trainer.world_size > 1 and not isinstance(trainer.strategy, InstanceSplit):
             # The weights are shared but the data is not: whichever rank sees it first stops them all.
@@ -102,10 +111,10 @@ class NonFiniteLossStop(Callback):
             return
         if bad_loss.any():
             first = int(bad_loss.any(dim=1).nonzero()[0])
-            what = f"at step {self._first_step + first} in {_instances(bad_loss[first].nonzero().flatten(), model.n_instances)}"
+            what = f"at step {self._first_step + first} in {_listed(bad_loss[first].nonzero().flatten(), n, self.UNIT)}"
             what = f"non-finite loss (NaN or inf) {what}"
         elif bad_weights.any():
-            what = f"non-finite weights after step {last_step} in {_instances(bad_weights.nonzero().flatten(), model.n_instances)}"
+            what = f"non-finite weights after step {last_step} in {_listed(bad_weights.nonzero().flatten(), n, self.UNIT)}"
         else:
             what = f"non-finite loss in another process by step {last_step}"
         checkpoint = getattr(trainer.checkpoint_callback, "last_model_path", "") or ""

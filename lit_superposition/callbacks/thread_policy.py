@@ -29,10 +29,14 @@ class ThreadPolicy(Callback):
         self.choice: ThreadChoice | None = None
         self._previous: int | None = None
 
+    def work(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
+        """The multiply-adds of one step: ``n_instances × batch × n_features × d_hidden``."""
+        model = pl_module.model
+        return step_work(model.n_instances, getattr(trainer.datamodule, "batch_size", 1), model.n_features, model.d_hidden)
+
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        model, data = pl_module.model, trainer.datamodule
-        work = step_work(model.n_instances, getattr(data, "batch_size", 1), model.n_features, model.d_hidden)
+        work = self.work(trainer, pl_module)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         recorded = user_threads(os.environ)  # the command's: what the user set, not what Lightning set since
         environ, current = (os.environ, torch.get_num_threads()) if recorded is None else (recorded, cores)

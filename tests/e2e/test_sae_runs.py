@@ -165,3 +165,28 @@ def test_coverage_counts_split_features_and_mixing_latents():
     torch.testing.assert_close(represented_l0(torch.tensor([[0.1, 0.2, 0.4]]), W), torch.tensor([0.3]))
     signed = torch.cat([W, -W], dim=2)  # a feature counts where either sign is represented
     torch.testing.assert_close(represented_l0(torch.tensor([[0.1, 0.2, 0.4]]), signed), torch.tensor([0.3]))
+
+
+class _PoisonAfter(pl.Callback):
+    """Sets one SAE's encoder bias to NaN after ``step`` steps: the next loss of that SAE is NaN."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                pl_module.saes.groups[1].b_enc[0].fill_(float("nan"))
+
+
+def test_a_diverging_sae_stops_the_run_naming_the_step_and_the_sae(source):
+    from lit_superposition.callbacks import SAENonFiniteLossStop
+    from lit_superposition.errors import NonFiniteLossError
+
+    module = LitSAE(steps_per_call=7, d_latent=[3, 5], sparsity_coefficient=0.1, seeds=[0])
+    trainer = pl.Trainer(max_steps=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[_PoisonAfter(12), SAENonFiniteLossStop(check_every_n_steps=5)])
+    with pytest.raises(NonFiniteLossError) as raised:
+        trainer.fit(module, SourceActivations(str(source), instances=[0, 1], batch_size=4))
+    bad = int(module.saes.index_1[0])  # the poisoned SAE's position among all
+    assert str(raised.value).startswith(f"training diverged: non-finite loss (NaN or inf) at step 12 in SAE {bad} (of {module.n_saes})")
