@@ -8,8 +8,8 @@ analysis and the CLI may use of a model, and nothing more:
 - ``W`` ``(n_instances, d_hidden, n_features)``: column ``f`` is feature ``f``'s embedding (what
   geometry, snapshots and patching read); ``b`` ``(n_instances, n_features)``: the output bias;
 - ``init_seeds``: the seed each instance was initialized from (-1: from a file, not a seed);
-- :meth:`ToyModel.initial_state`: the recorded initial value of every trained tensor, by name;
-- :meth:`ToyModel.set_initial_state`: start from given weights (weight patching, templates);
+- :meth:`~lit_superposition.models.init.SeededParameters.initial_state`: the recorded initial value of every trained tensor, by name;
+- :meth:`~lit_superposition.models.init.SeededParameters.set_initial_state`: start from given weights (weight patching, templates);
 - :meth:`ToyModel.per_feature_loss`: ``(n_instances, n_features)`` importance-weighted loss;
 - :meth:`ToyModel.gradients`: every trained tensor's gradient, all instances;
 - ``privileged_basis``: whether hidden units are neurons (a ReLU acts on ``h``), so that per-neuron
@@ -25,13 +25,13 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from lit_superposition.models.init import resolve_init_seeds, xavier_columns
+from lit_superposition.models.init import SeededParameters, resolve_init_seeds, xavier_columns
 from lit_superposition.models.packed import PackedSets
 
 
-class ToyModel(nn.Module):
+class ToyModel(SeededParameters):
     """Many independent toy models in one set of tensors; subclasses define ``forward``.
 
     The initial state is data, not a seed: every trained tensor ``NAME`` has a persistent buffer
@@ -62,10 +62,7 @@ class ToyModel(nn.Module):
         self.n_instances, self.n_features, self.d_hidden = n_instances, n_features, d_hidden
         self.init_seeds = resolve_init_seeds(init_seeds, n_instances)
         state = self.seeded_state(self.init_seeds, d_hidden, n_features)
-        for name, value in state.items():
-            self.register_parameter(name, nn.Parameter(value.clone()))
-            self.register_buffer(f"initial_{name}", value.clone())
-        self.parameter_names = tuple(state)
+        self.register_seeded_state(state)
 
     @classmethod
     def instance_initial_state(cls, seed: int, d_hidden: int, n_features: int) -> dict[str, Tensor]:
@@ -90,34 +87,6 @@ class ToyModel(nn.Module):
     def gradients(self) -> dict[str, Tensor]:
         """Every trained tensor's gradient by name, all instances (empty where there is none yet)."""
         return {name: p.grad for name in self.parameter_names if (p := getattr(self, name)).grad is not None}
-
-    def initial_state(self) -> dict[str, Tensor]:
-        """The recorded initial value of every trained tensor, by name (CPU copies)."""
-        return {name: getattr(self, f"initial_{name}").detach().cpu().clone() for name in self.parameter_names}
-
-    @torch.no_grad()
-    def set_initial_state(self, state: dict[str, Tensor], init_seeds: Sequence[int] | None = None) -> None:
-        """Start from ``state`` (every trained tensor, stacked over instances) and record it as the initial state.
-
-        Args:
-            state: ``{name: tensor}`` with the shapes of the model's parameters.
-            init_seeds: The seed behind each instance (-1 where it came from elsewhere), for labels.
-        """
-        for name in self.parameter_names:
-            value = state[name]
-            parameter = getattr(self, name)
-            if tuple(value.shape) != tuple(parameter.shape):
-                raise ValueError(f"initial {name} has shape {tuple(value.shape)}, the model's is {tuple(parameter.shape)}")
-            parameter.copy_(value)
-            getattr(self, f"initial_{name}").copy_(value)
-        if init_seeds is not None:
-            self.init_seeds = [int(s) for s in init_seeds]
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """Put every instance back at its recorded initial state."""
-        for name in self.parameter_names:
-            getattr(self, name).copy_(getattr(self, f"initial_{name}"))
 
     def forward(self, x: Tensor) -> Tensor:
         """``x'`` of the same shape as ``x``, ``(n_instances, batch, n_features)``."""

@@ -38,10 +38,10 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lit_superposition.errors import ConfigError
-from lit_superposition.models.init import resolve_init_seeds
+from lit_superposition.models.init import SeededParameters, resolve_init_seeds
 
 #: Norms are clamped to at least this before dividing by them.
 EPS = 1e-8
@@ -94,7 +94,7 @@ def per_sae(name: str, value, n_saes: int, kind: type, minimum: float) -> list:
     return [kind(v) for v in values]
 
 
-class SparseAutoencoder(nn.Module):
+class SparseAutoencoder(SeededParameters):
     """Many independent SAEs in one set of tensors; subclasses define :meth:`activation`.
 
     Each SAE starts from its own seed: ``W_enc`` and then the ``W_dec`` rows are drawn from the seed's
@@ -129,11 +129,7 @@ class SparseAutoencoder(nn.Module):
     def _register_state(self) -> None:
         """Create every trained tensor from the seeds, and its recorded initial value; subclasses call it last."""
         states = [self.sae_initial_state(int(seed)) for seed in self.init_seeds]
-        for name in states[0]:
-            value = torch.stack([state[name] for state in states])
-            self.register_parameter(name, nn.Parameter(value.clone()))
-            self.register_buffer(f"initial_{name}", value.clone())
-        self.parameter_names = tuple(states[0])
+        self.register_seeded_state({name: torch.stack([state[name] for state in states]) for name in states[0]})
 
     def sae_initial_state(self, seed: int) -> dict[str, Tensor]:
         """One SAE's initial tensors from its seed: a function of ``(seed, d_in, d_latent)`` and the variant's settings."""
@@ -147,33 +143,6 @@ class SparseAutoencoder(nn.Module):
             "W_dec": W_dec / W_dec.norm(dim=1, keepdim=True).clamp_min(EPS),  # (d_latent, d_in)
             "b_dec": torch.zeros(self.d_in),
         }
-
-    def initial_state(self) -> dict[str, Tensor]:
-        """The recorded initial value of every trained tensor, by name (CPU copies)."""
-        return {name: getattr(self, f"initial_{name}").detach().cpu().clone() for name in self.parameter_names}
-
-    @torch.no_grad()
-    def set_initial_state(self, state: dict[str, Tensor], init_seeds: Sequence[int] | None = None) -> None:
-        """Start from ``state`` (every trained tensor, stacked over SAEs) and record it as the initial state.
-
-        Args:
-            state: ``{name: tensor}`` with the shapes of the parameters.
-            init_seeds: The seed behind each SAE (-1 where it came from elsewhere), for labels.
-        """
-        for name in self.parameter_names:
-            value, parameter = state[name], getattr(self, name)
-            if tuple(value.shape) != tuple(parameter.shape):
-                raise ValueError(f"initial {name} has shape {tuple(value.shape)}, the model's is {tuple(parameter.shape)}")
-            parameter.copy_(value)
-            getattr(self, f"initial_{name}").copy_(value)
-        if init_seeds is not None:
-            self.init_seeds = [int(s) for s in init_seeds]
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """Put every SAE back at its recorded initial state."""
-        for name in self.parameter_names:
-            getattr(self, name).copy_(getattr(self, f"initial_{name}"))
 
     def pre_activation(self, h: Tensor) -> Tensor:
         """``W_enc (h − b_dec) + b_enc``: ``(n_saes, batch, d_latent)`` from ``h`` ``(n_saes, batch, d_in)``."""
