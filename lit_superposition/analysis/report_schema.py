@@ -20,6 +20,7 @@ LAST_CHECKPOINT = "last.ckpt"
 PAGE_DIR = "report"
 DATA_POINTS_FILE = "data_points.pt"  #: finite data: each instance's training points' hidden vectors
 LLC_FILE = "llc.pt"  #: LLC: the latest estimate's per-chain loss traces (analysis/llc_results.py)
+SWEEP_FILE = "sweep.json"  #: a sweep directory's runs, states and headline results (sweeps/state.py)
 
 #: The members of a weight-patching triple, in instance order: ``3k``, ``3k + 1``, ``3k + 2``.
 PATCH_ROLES = ("base", "patched", "donor")

@@ -28,9 +28,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from lit_superposition.analysis.report_schema import SWEEP_FILE  # noqa: E402
 from lit_superposition.errors import ConfigError  # noqa: E402
 
-SWEEP_FILE = "sweep.json"
 #: Report fields that describe the run, not a result of it.
 STRUCTURE = ("n_instances", "n_features", "d_hidden", "step", "threshold", "repeats")
 #: Per-instance fields that are labels, not measurements.
@@ -142,11 +142,18 @@ def done_run_directories(sweep: dict[str, Any]) -> list[Path]:
 
 
 def metrics(rows: list[dict[str, Any]]) -> list[str]:
-    """The numbers worth a panel: mean loss, dims per feature, the flip rate, each geometry's fraction (most common first)."""
+    """The numbers worth a panel: mean loss, dims per feature, the flip rate, each polygon's fraction (most common first).
+
+    Above two dimensions an instance's geometry is only a count of represented features: one panel of
+    the mean count, not one per count.
+    """
     done = [row["results"] for row in rows if row["results"]]
     present = {key for results in done for key, value in results.items() if _number(value)}
+    counts_only = any(key.startswith("fraction_") and key.endswith("_represented") for key in present)
     chosen = [key for key in ("loss", "dimensions_per_feature", "flip_rate") if key in present]
-    totals = Counter({key: sum(r.get(key, 0) for r in done) for key in present if key.startswith("fraction_")})
+    chosen += ["represented"] if counts_only and "represented" in present else []
+    totals = Counter({key: sum(r.get(key, 0) for r in done) for key in present
+                      if key.startswith("fraction_") and not key.endswith("_represented")})
     chosen += [key for key, _ in totals.most_common()]
     return chosen[:MAX_PANELS]
 

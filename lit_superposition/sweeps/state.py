@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from lit_superposition.analysis.files import atomic_write_text
-from lit_superposition.analysis.report_schema import REPORT_FILE
-from lit_superposition.analysis.sweep_report import SWEEP_FILE, headline
+from lit_superposition.analysis.report_schema import REPORT_FILE, SWEEP_FILE
+from lit_superposition.analysis.sweep_report import headline
 from lit_superposition.sweeps.plan import Plan
 
 PLAN_FILE = "plan.json"

@@ -31,3 +31,13 @@ def test_a_numeric_axis_is_drawn_on_a_number_line():
     assert list(line.get_xdata()) == [0.01, 0.1, 0.5]
     assert ax.get_xscale() == "log"
     plt.close(figure)
+
+
+def test_panels_are_the_polygons_fractions_but_one_mean_count_above_two_dimensions():
+    from lit_superposition.analysis.sweep_report import metrics
+
+    polygons = [{"results": {"loss": 0.1, "fraction_pentagon": 0.7, "fraction_hexagon": 0.3}}]
+    assert metrics(polygons) == ["loss", "fraction_pentagon", "fraction_hexagon"]
+    counts = [{"results": {"loss": 0.1, "dimensions_per_feature": 0.5, "represented": 28.6,
+                           "fraction_18_represented": 0.2, "fraction_2_represented": 0.05}}]
+    assert metrics(counts) == ["loss", "dimensions_per_feature", "represented"]

@@ -229,3 +229,10 @@ def test_an_executor_that_is_not_installed_is_one_line(in_tmp, monkeypatch):
     result = run_in_process("sweep", "s.yaml", "--executor", "slurm", cwd=in_tmp)
     assert_bad_input(result.returncode, result.stderr, "--executor slurm needs submitit, which is not installed", in_tmp)
     assert not (in_tmp / "sweeps").exists()
+
+
+def test_report_redraws_a_sweeps_page(grid, tmp_path):
+    result = run_in_process("report", "sweeps/tiny", "--out", str(tmp_path / "page"), cwd=grid)
+    assert result.returncode == 0, result.stderr
+    assert f"sweep report: {tmp_path / 'page' / 'index.html'}" in result.stdout
+    assert (tmp_path / "page" / "index.html").read_text() == (grid / "sweeps" / "tiny" / "report" / "index.html").read_text()
