@@ -25,8 +25,8 @@ def test_every_image_of_the_report_page_loads_in_headless_chromium(tmp_path):
     fit = run_command("fit", "--config", "hexagon_patch.yaml", "--trainer.max_steps=30", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-2000:]
     run = tmp_path / "runs" / "hexagon_patch" / "version_0"
-    # The console may wrap a long path: compare without the line breaks.
-    assert f"report page: {run / 'report' / 'index.html'}" in "".join(fit.stdout.splitlines())
+    # Paths are shown relative to where the command ran; the console may wrap a long one.
+    assert f"report page: {run.relative_to(tmp_path) / 'report' / 'index.html'}" in "".join(fit.stdout.splitlines())
     index = run / "report" / "index.html"
     assert index.is_file()
     # The page itself, with a probe that records each image's natural width once everything loaded.
