@@ -176,7 +176,7 @@ class LitToyModel(pl.LightningModule):
             # share its tensor (a run split over processes would not reproduce one process bitwise): the standard one.
             return torch.optim.AdamW(parameters, lr=1e-3, fused=self.device.type == "cuda" or None)
 
-        return optimization(self.parameters(), self.optimizer, self.lr_scheduler, default, self.trainer.max_steps)
+        return optimization(self.parameters(), self.optimizer, self.lr_scheduler, default, lambda: self.trainer.max_steps)
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

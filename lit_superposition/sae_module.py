@@ -237,7 +237,7 @@ class LitSAE(pl.LightningModule):
             # would depend on how many SAEs share its tensor.
             return torch.optim.Adam(parameters, lr=1e-3, fused=self.device.type == "cuda" or None)
 
-        return optimization(self.parameters(), self.optimizer, self.lr_scheduler, default, self.trainer.max_steps)
+        return optimization(self.parameters(), self.optimizer, self.lr_scheduler, default, lambda: self.trainer.max_steps)
 
     @torch.no_grad()
     def score(self, h: Tensor, features: Tensor, threshold: float = RECOVERED) -> dict[str, Any]:

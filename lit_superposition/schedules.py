@@ -68,12 +68,13 @@ def optimization(
     optimizer: Callable[[Iterable[Tensor]], Optimizer] | None,
     lr_scheduler: Callable[[Optimizer], Any] | None,
     default: Callable[[Iterable[Tensor]], Optimizer],
-    max_steps: int,
+    max_steps: Callable[[], int],
 ) -> Any:
     """The injected optimizer (or ``default``) and scheduler, as ``configure_optimizers`` returns them.
 
     Bad arguments are a one-line :class:`ConfigError` naming ``model.optimizer`` or ``model.lr_scheduler``;
-    a :class:`WarmupDecay` without a length gets the run's ``max_steps`` (none when it is unbounded).
+    a :class:`WarmupDecay` without a length gets the run's ``max_steps()`` (none when it is unbounded;
+    asked only then, so a module outside a Trainer builds its optimizer).
     """
     try:
         built = (optimizer or default)(parameters)
@@ -86,6 +87,7 @@ def optimization(
     except (ValueError, TypeError) as error:
         raise ConfigError(f"model.lr_scheduler: {error}") from None
     if getattr(scheduler, "total_steps", 0) is None:
-        scheduler.total_steps = max_steps if max_steps > 0 else None
+        steps = max_steps()
+        scheduler.total_steps = steps if steps > 0 else None
     # The stream is one endless epoch: schedules step with the optimizer.
     return {"optimizer": built, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
