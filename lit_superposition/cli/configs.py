@@ -11,44 +11,40 @@ from lit_superposition.errors import ConfigError
 CONFIG_FLAGS = ("--config", "-c")
 
 
+def _bundled(*folder: str) -> dict[str, Path]:
+    root = resources.files("lit_superposition").joinpath("configs", *folder)
+    return {entry.name: Path(str(entry)) for entry in sorted(root.iterdir(), key=lambda e: e.name) if entry.name.endswith(".yaml")}
+
+
+def _resolve(value: str, bundled: dict[str, Path], label: str, kind: str) -> Path:
+    """``value`` as a path: first as given, then as a bundled file's name (``.yaml`` optional)."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    for name in (path.name, f"{path.name}.yaml"):
+        if path.parent == Path(".") and name in bundled:
+            return bundled[name]
+    raise ConfigError(f"{label} {value!r} not found: it is neither a file nor a bundled {kind} ({', '.join(sorted(bundled))})")
+
+
 def bundled_configs() -> dict[str, Path]:
     """The configs shipped with the package, by file name."""
-    folder = resources.files("lit_superposition") / "configs"
-    return {entry.name: Path(str(entry)) for entry in sorted(folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".yaml")}
+    return _bundled()
 
 
 def resolve_config_path(value: str) -> Path:
     """A ``--config`` value as a path: first as given, then as a bundled config name (``.yaml`` optional)."""
-    path = Path(value)
-    if path.is_file():
-        return path
-    bundled = bundled_configs()
-    for name in (path.name, f"{path.name}.yaml"):
-        if path.parent == Path(".") and name in bundled:
-            return bundled[name]
-    raise ConfigError(
-        f"config {value!r} not found: it is neither a file nor a bundled config ({', '.join(sorted(bundled))})"
-    )
+    return _resolve(value, bundled_configs(), "config", "config")
 
 
 def bundled_sweeps() -> dict[str, Path]:
     """The sweep files shipped with the package (``configs/sweeps/``), by file name."""
-    folder = resources.files("lit_superposition") / "configs" / "sweeps"
-    return {entry.name: Path(str(entry)) for entry in sorted(folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".yaml")}
+    return _bundled("sweeps")
 
 
 def resolve_sweep_path(value: str) -> Path:
     """A sweep file: first as given, then as a bundled sweep name (``.yaml`` optional)."""
-    path = Path(value)
-    if path.is_file():
-        return path
-    bundled = bundled_sweeps()
-    for name in (path.name, f"{path.name}.yaml"):
-        if path.parent == Path(".") and name in bundled:
-            return bundled[name]
-    raise ConfigError(
-        f"sweep file {value!r} not found: it is neither a file nor a bundled sweep ({', '.join(sorted(bundled))})"
-    )
+    return _resolve(value, bundled_sweeps(), "sweep file", "sweep")
 
 
 def resolve_config_args(argv: Sequence[str]) -> tuple[list[str], str | None]:
