@@ -86,7 +86,8 @@ class GeometryReport(pl.Callback):
     neuron its ``top_feature``, ``top_share`` (of its squared weight) and ``weights``. With repeats (``pl_module.repeats > 1``: instance ``i`` is
     repeat ``i % repeats`` of setting ``i // repeats``) also ``setting``, ``repeat`` and
     ``best_repeat`` (the lowest loss of its setting: the exact ``expected_loss`` where the report has
-    it, else ``loss``).
+    it, else ``loss``; on finite data :class:`~lit_superposition.callbacks.TestLoss` makes it the lowest
+    training loss).
 
     For the 2-D ReLU-output model, theory stands beside practice: ``expected_loss`` (the exact
     expected loss of the learned weights under the run's own distribution, with

@@ -125,6 +125,9 @@ def test_a_short_double_descent_run_writes_the_losses_dimensionalities_and_figur
     for row in report["instances"]:
         assert row["train_loss"] > 0 and row["test_loss"] > 0 and 0 <= row["data_dimensionality"] <= 1
         assert "feature_dimensionality" in row
+    # The best repeat is the one that fits its set best, in report.json as on the page and in the table.
+    for pair in zip(report["instances"][::2], report["instances"][1::2]):
+        assert [row["best_repeat"] for row in pair] == [row["train_loss"] == min(r["train_loss"] for r in pair) for row in pair]
     for figure in ("double_descent.png", "dimensionality_by_size.png", "data_points.png"):
         assert (run / "report" / figure).is_file(), figure
     assert "finite data: the best repeat" in result.stdout
