@@ -41,7 +41,7 @@ import einops
 import torch
 from rich.console import Console
 from rich.table import Table
-from throughput import Clock, chosen_workloads, spread
+from throughput import Clock, add_timing_arguments, chosen_workloads, spread
 
 from lit_superposition.models import ReLUSAE, SAEGroups
 
@@ -174,13 +174,8 @@ def _run_until(clock: Clock, step: Callable[[int], None]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per run, after the warm-up")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps before timing (at least)")
-    parser.add_argument("--warmup_seconds", type=float, default=0.5, help="untimed seconds before timing (at least)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians and min-max are reported")
+    add_timing_arguments(parser, warmup=10, warmup_seconds=0.5)
     parser.add_argument("--workloads", default="pentagon,geometry", help="comma-separated: " + ",".join(WORKLOADS))
-    parser.add_argument("--batch_size", type=int, default=1024)
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--n_saes", type=int, default=64, help="SAEs per workload (a multiple of 4)")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that checks the script works (8 SAEs, 1 thread)")

@@ -24,19 +24,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from throughput import WORKLOADS, Clock, bare_loop, lightning_run
+from throughput import WORKLOADS, Clock, add_timing_arguments, bare_loop, lightning_run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--values", default="1,2,4,8,16,32,64", help="comma-separated steps per call")
     parser.add_argument("--workload", default="hexagon", choices=list(WORKLOADS))
-    parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per run, after the warm-up")
-    parser.add_argument("--warmup", type=int, default=64, help="untimed steps before timing (at least)")
-    parser.add_argument("--warmup_seconds", type=float, default=1.0, help="untimed seconds before timing (at least)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are reported")
-    parser.add_argument("--batch_size", type=int, default=1024)
-    parser.add_argument("--device", default="cpu")
+    add_timing_arguments(parser, warmup=64, warmup_seconds=1.0)
     parser.add_argument("--config", default="hexagon_scan.yaml", help="config whose callbacks lit-superposition runs with")
     args = parser.parse_args()
     values = [int(k) for k in args.values.split(",")]

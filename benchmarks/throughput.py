@@ -261,15 +261,20 @@ def bare_limit(name: str, mode: str, args: argparse.Namespace) -> tuple[float, s
     return rates[best], best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_timing_arguments(parser: argparse.ArgumentParser, warmup: int, warmup_seconds: float) -> None:
+    """The options every timed benchmark shares: how long, how often, how large a batch, where."""
     parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per run, after the warm-up")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed steps before timing (at least)")
-    parser.add_argument("--warmup_seconds", type=float, default=0.5, help="untimed seconds before timing (at least)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians and min-max are reported")
-    parser.add_argument("--workloads", default="hexagon,geometry,sweep", help="comma-separated: " + ",".join(WORKLOADS))
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed steps before timing (at least)")
+    parser.add_argument("--warmup_seconds", type=float, default=warmup_seconds, help="untimed seconds before timing (at least)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats, whose medians are reported")
     parser.add_argument("--batch_size", type=int, default=1024)
     parser.add_argument("--device", default="cpu")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_timing_arguments(parser, warmup=20, warmup_seconds=0.5)
+    parser.add_argument("--workloads", default="hexagon,geometry,sweep", help="comma-separated: " + ",".join(WORKLOADS))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: lit-superposition's choice)")
     parser.add_argument("--config", default="hexagon_scan.yaml", help="config whose callbacks lit-superposition runs with")
     parser.add_argument("--limit_settings", default=",".join(BARE_SETTINGS),
