@@ -6,8 +6,7 @@ commands start without importing torch and Lightning.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lit_superposition.lazy import lazy_exports
 
 __version__ = "0.3.0"
 
@@ -21,8 +20,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

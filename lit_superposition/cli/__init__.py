@@ -8,18 +8,11 @@ LightningCLI class of ``fit``), and one file per analysis command. Nothing heavy
 
 from __future__ import annotations
 
-from typing import Any
-
 from lit_superposition.cli.configs import bundled_configs, resolve_config_path
 from lit_superposition.cli.main import main
 from lit_superposition.cli.messages import quiet_lightning
+from lit_superposition.lazy import lazy_exports
 
 __all__ = ["LitSuperpositionCLI", "build_cli", "bundled_configs", "main", "quiet_lightning", "resolve_config_path"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("LitSuperpositionCLI", "build_cli"):
-        from lit_superposition.cli import lightning
-
-        return getattr(lightning, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"LitSuperpositionCLI": "lit_superposition.cli.lightning", "build_cli": "lit_superposition.cli.lightning"})

@@ -10,8 +10,7 @@ Nothing is imported up front: a cluster job imports only ``executors``.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from lit_superposition.lazy import lazy_exports
 
 _EXPORTS = {
     "run_sweep": "lit_superposition.sweeps.engine",
@@ -20,8 +19,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -90,15 +90,20 @@ def _window(pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
     return ((pre - threshold).abs() < bandwidth / 2).to(pre.dtype)
 
 
+def _open(ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
+    """``H(z − θ)`` ``(n_saes, batch, d_latent)``; keeps ``z``, ``θ`` ``(n_saes, 1, d_latent)`` and ``ε`` for backward."""
+    threshold = threshold.unsqueeze(1)
+    ctx.save_for_backward(pre, threshold)
+    ctx.bandwidth = bandwidth
+    return (pre > threshold).to(pre.dtype)
+
+
 class _JumpReLU(torch.autograd.Function):
     """``z · H(z − θ)``; ``θ`` ``(n_saes, d_latent)`` is shared by the batch, so its gradient sums over it."""
 
     @staticmethod
     def forward(ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
-        threshold = threshold.unsqueeze(1)  # (n_saes, 1, d_latent)
-        ctx.save_for_backward(pre, threshold)
-        ctx.bandwidth = bandwidth
-        return pre * (pre > threshold).to(pre.dtype)
+        return pre * _open(ctx, pre, threshold, bandwidth)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
@@ -113,10 +118,7 @@ class _Step(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
-        threshold = threshold.unsqueeze(1)  # (n_saes, 1, d_latent)
-        ctx.save_for_backward(pre, threshold)
-        ctx.bandwidth = bandwidth
-        return (pre > threshold).to(pre.dtype)
+        return _open(ctx, pre, threshold, bandwidth)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
