@@ -223,6 +223,14 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def geometry_summary(geometries: dict[str, int]) -> str:
+    """``"pentagon 61, hexagon 3"``; above two dimensions, where a geometry is only a count, the counts' range."""
+    counts = [int(label.split()[0]) for label in geometries if label.endswith(" represented")]
+    if len(counts) > 1 and len(counts) == len(geometries):
+        return f"{min(counts)}-{max(counts)} represented"
+    return ", ".join(f"{label} {n}" for label, n in geometries.items())
+
+
 def table_rows(sweep: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The points table as text: run, state, each axis value, instances, loss, geometries, flip rate, dims per feature."""
     rows = point_rows(sweep)
@@ -233,7 +241,7 @@ def table_rows(sweep: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     lines = []
     for row in rows:
         results = row["results"] or {}
-        geometries = ", ".join(f"{g} {n}" for g, n in (results.get("geometries") or {}).items())
+        geometries = geometry_summary(results.get("geometries") or {})
         lines.append([
             row["run"], row["state"], *(_short(row["axes"].get(k)) for k in keys), f"{row['instances'][0]}-{row['instances'][1] - 1}",
             f"{results['loss']:.5f}" if "loss" in results else "", geometries,

@@ -66,7 +66,8 @@ def run_compare(args: Sequence[str], console: Console | None = None) -> dict[str
         points = [dict(zip(header, row)) for row in rows]
         for run in sweep["runs"]:
             if run["state"] == "failed":
-                console.print(f"failed: {run['id']} ({run['label']}): {run['last_line']}")
+                # One line, however narrow the table sized the console: the message stays whole.
+                console.print(f"failed: {run['id']} ({run['label']}): {run['last_line']}", soft_wrap=True)
         labels = [run["label"] for run in sweep["runs"] if run["state"] == "done"]
         try:
             comparison = compare_runs([load_run(d) for d in done_run_directories(sweep)], labels)

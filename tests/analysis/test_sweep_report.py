@@ -41,3 +41,12 @@ def test_panels_are_the_polygons_fractions_but_one_mean_count_above_two_dimensio
     counts = [{"results": {"loss": 0.1, "dimensions_per_feature": 0.5, "represented": 28.6,
                            "fraction_18_represented": 0.2, "fraction_2_represented": 0.05}}]
     assert metrics(counts) == ["loss", "dimensions_per_feature", "represented"]
+
+
+def test_the_table_names_polygons_but_gives_a_range_of_counts_above_two_dimensions():
+    from lit_superposition.analysis.sweep_report import geometry_summary
+
+    assert geometry_summary({"pentagon": 61, "hexagon": 3}) == "pentagon 61, hexagon 3"
+    assert geometry_summary({"18 represented": 4, "2 represented": 1, "63 represented": 1}) == "2-63 represented"
+    assert geometry_summary({"5 represented": 8}) == "5 represented 8"
+    assert geometry_summary({}) == ""
