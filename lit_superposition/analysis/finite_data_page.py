@@ -21,19 +21,14 @@ from lit_superposition.analysis.run_files import Run
 MAX_PICTURES = 6  # sizes whose points and features are drawn
 
 
-def lowest_train_loss(rows: list[InstanceReport], by: str) -> dict[int, InstanceReport]:
-    """For every value of ``rows[i][by]``, the row with the lowest training loss, ordered by that value."""
-    best: dict[int, InstanceReport] = {}
-    for row in rows:
-        key = row[by]
-        if key not in best or row["train_loss"] < best[key]["train_loss"]:
-            best[key] = row
-    return dict(sorted(best.items()))
-
-
 def best_per_size(rows: list[InstanceReport]) -> dict[int, InstanceReport]:
     """The repeat of every dataset size with the lowest training loss (the paper's and ARENA's choice)."""
-    return lowest_train_loss(rows, "dataset_size")
+    best: dict[int, InstanceReport] = {}
+    for row in rows:
+        size = row["dataset_size"]
+        if size not in best or row["train_loss"] < best[size]["train_loss"]:
+            best[size] = row
+    return dict(sorted(best.items()))
 
 
 def double_descent(rows: list[InstanceReport]) -> Figure:

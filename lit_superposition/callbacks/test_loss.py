@@ -10,7 +10,7 @@ import torch
 from rich.table import Table
 from typing_extensions import override
 
-from lit_superposition.analysis.finite_data_page import best_per_size, lowest_train_loss
+from lit_superposition.analysis.finite_data_page import best_per_size
 from lit_superposition.analysis.report_schema import Report
 from lit_superposition.callbacks.base import MeasurementCallback
 
@@ -71,9 +71,8 @@ class TestLoss(MeasurementCallback):
         self.log_scalars(trainer, metrics, step)
 
     def extend_report(self, report: Report, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Table | None:
-        """Add ``dataset_size``, ``train_loss`` and ``test_loss`` to every instance of ``report.json`` and, with
-        repeats, flag as ``best_repeat`` the lowest training loss of each setting; returns the table of each
-        size's best repeat."""
+        """Add ``dataset_size``, ``train_loss`` and ``test_loss`` to every instance of ``report.json`` (with
+        repeats, ``train_loss`` then picks ``best_repeat``); returns the table of each size's best repeat."""
         if not self.active:
             return None
         data = trainer.datamodule
@@ -82,12 +81,6 @@ class TestLoss(MeasurementCallback):
         instances = report["instances"]
         for entry, size, train_loss, test_loss in zip(instances, data.dataset_size, train.tolist(), test.tolist()):
             entry.update(dataset_size=int(size), train_loss=train_loss, test_loss=test_loss)
-        if all("setting" in entry for entry in instances):
-            # One answer to "which repeat": the one that fits its training set best, as the paper and ARENA
-            # keep it, not the lowest loss on the endless stream that GeometryReport flagged.
-            kept = {entry["index"] for entry in lowest_train_loss(instances, "setting").values()}
-            for entry in instances:
-                entry["best_repeat"] = entry["index"] in kept
         best = best_per_size(instances)
         table = Table(title="finite data: the best repeat of each training set size (lowest train loss)")
         for column in ("T", "instance", "train loss", "test loss"):
