@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
 from lit_superposition.analysis import plotting, theory
+from lit_superposition.analysis.files import atomic_write_text
 from lit_superposition.analysis.finite_data_page import finite_data_figures
 from lit_superposition.analysis.llc_page import llc_figures
 from lit_superposition.analysis.report_schema import PATCH_ROLES, Report, instance_roles
@@ -303,7 +304,7 @@ def write_report(run: Run, out: Path, stopped_at: int | None = None) -> Path:
     page = PAGE.format(title=html.escape(f"{run.name}: {run.directory.name}"), summary=stopped + summary(run), figures=body,
                        directory=html.escape(str(run.directory)))
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
+    atomic_write_text(page, index)  # a browser open on the page never reads half of it
     return index
 
 

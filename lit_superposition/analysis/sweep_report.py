@@ -28,6 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from lit_superposition.analysis.files import atomic_write_text  # noqa: E402
 from lit_superposition.analysis.report_schema import SWEEP_FILE  # noqa: E402
 from lit_superposition.errors import ConfigError  # noqa: E402
 
@@ -307,5 +308,5 @@ def write_sweep_report(sweep: dict[str, Any], out: Path) -> Path:
                        figures="\n".join(figures) or "<p class='note'>no finished runs yet</p>",
                        directory=html.escape(str(root)))
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
+    atomic_write_text(page, index)  # a browser open on the page never reads half of it
     return index
