@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 def _umask() -> int:
     mask = os.umask(0)  # reading the umask means setting it: put it straight back
@@ -32,8 +34,6 @@ def _replace_with(path: Path, write) -> None:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
-    import torch  # here, not above: the page writers use this module without torch
-
     _replace_with(Path(path), lambda tmp: torch.save(obj, tmp))
 
 
